@@ -1,0 +1,21 @@
+"""hyperstyle_core: a faithful pure-PyTorch HyperStyle (Alaluf, Tov et al., CVPR 2022).
+
+Public API:
+    convert(src.pt, out_dir)            official checkpoint -> safetensors
+    load(path, device, dtype)           safetensors -> HyperStyleModel / WEncoderModel / ReStyleE4EModel / Generator
+    invert(images, hyperstyle, w_encoder, n_iters=5) -> InversionResult
+    generate(generator, latent, deltas=None, randomize_noise=False) -> [B, 3, H, W]
+    WeightDeltas, GeneratorSignature
+"""
+from .checkpoints import convert, load, read_info
+from .deltas import TOONIFY_LAYERS, GeneratorSignature, WeightDeltas
+from .inversion import InversionResult, generate, invert, restyle_e4e_invert, w_encode
+from .models import HyperStyleModel, ReStyleE4EModel, WEncoderModel
+from .stylegan2 import Generator, GeneratorConfig
+
+__all__ = [
+    "convert", "load", "read_info", "invert", "generate", "restyle_e4e_invert", "w_encode", "InversionResult",
+    "WeightDeltas", "GeneratorSignature", "TOONIFY_LAYERS", "HyperStyleModel", "WEncoderModel", "ReStyleE4EModel",
+    "Generator", "GeneratorConfig",
+]
+__version__ = "0.1.0"

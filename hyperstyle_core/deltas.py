@@ -1,0 +1,229 @@
+"""Weight deltas: HyperStyle's per-sample, per-layer relative weight offsets as a typed object.
+
+Upstream passes a positional list with None for untouched layers, applied as `W * (1 + delta)`. Here it is a
+mapping {generator layer name: [B, out, in, k, k]} plus the signature of the generator it was made for.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import torch
+
+from .stylegan2 import Generator, GeneratorConfig, modulated_layer_table
+
+FORMAT = "hyperstyle.weight_deltas"
+FORMAT_VERSION = "1"
+
+# Layer presets in official delta indices.
+TOONIFY_LAYERS = (14, 15, 17, 18, 20, 21, 23, 24)   # utils/domain_adaptation_utils.py
+
+
+@dataclass(frozen=True)
+class GeneratorSignature:
+    """What a set of deltas fits: resolution, style dim and (out, in, k) of every modulated layer."""
+    size: int
+    style_dim: int
+    layers: tuple[tuple[str, int, int, int], ...]     # (name, out, in, k) in official index order
+
+    @classmethod
+    def of(cls, generator: Generator | GeneratorConfig) -> "GeneratorSignature":
+        config = generator.config if isinstance(generator, Generator) else generator
+        return cls(config.size, config.style_dim, tuple(modulated_layer_table(config)))
+
+    def layer_shape(self, name: str) -> tuple[int, int, int, int]:
+        for n, out, inp, k in self.layers:
+            if n == name:
+                return out, inp, k, k
+        raise KeyError(name)
+
+    def layer_name(self, index: int) -> str:
+        return self.layers[index][0]
+
+    def to_json(self) -> str:
+        return json.dumps({"size": self.size, "style_dim": self.style_dim, "layers": [list(x) for x in self.layers]})
+
+    @classmethod
+    def from_json(cls, text: str) -> "GeneratorSignature":
+        d = json.loads(text)
+        return cls(int(d["size"]), int(d["style_dim"]), tuple(tuple(x) for x in d["layers"]))
+
+    def mismatch(self, other: "GeneratorSignature") -> str | None:
+        """None if equal, else a sentence naming the first difference."""
+        if self.size != other.size:
+            return f"they were made for a {self.size}px generator, this one is {other.size}px"
+        if self.style_dim != other.style_dim:
+            return f"they were made for style dim {self.style_dim}, this generator has {other.style_dim}"
+        for mine, theirs in zip(self.layers, other.layers):
+            if mine != theirs:
+                return (f"layer {mine[0]} is {mine[1]}x{mine[2]}x{mine[3]}x{mine[3]} in the deltas but "
+                        f"{theirs[0]} is {theirs[1]}x{theirs[2]}x{theirs[3]}x{theirs[3]} in this generator")
+        if len(self.layers) != len(other.layers):
+            return f"they cover {len(self.layers)} layers, this generator has {len(other.layers)}"
+        return None
+
+
+class WeightDeltas(Mapping[str, torch.Tensor]):
+    """Immutable mapping {layer name: [B, out, in, k, k]} with a batch dimension and a generator signature.
+
+    Layers not present are untouched (delta 0). Arithmetic returns new objects; inputs are never mutated.
+    """
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], signature: GeneratorSignature):
+        batch = None
+        for name, t in tensors.items():
+            try:
+                out, inp, k, _ = signature.layer_shape(name)
+            except KeyError:
+                raise ValueError(f"delta for unknown layer {name!r}; known layers: "
+                                 f"{', '.join(n for n, *_ in signature.layers)}") from None
+            if t.ndim != 5 or tuple(t.shape[1:]) != (out, inp, k, k):
+                raise ValueError(f"delta for {name} has shape {list(t.shape)}, expected [B, {out}, {inp}, {k}, {k}]")
+            if batch is None:
+                batch = t.shape[0]
+            elif t.shape[0] != batch:
+                raise ValueError(f"delta batch sizes differ: {name} has {t.shape[0]}, others {batch}")
+        order = [n for n, *_ in signature.layers]
+        self._tensors = {n: tensors[n] for n in order if n in tensors}
+        self.signature = signature
+        self.batch_size = batch or 0
+
+    # Mapping protocol
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def __repr__(self) -> str:
+        return (f"WeightDeltas(batch={self.batch_size}, size={self.signature.size}, "
+                f"layers=[{', '.join(self._tensors)}])")
+
+    @property
+    def layer_indices(self) -> list[int]:
+        """Official delta indices of the layers present."""
+        names = [n for n, *_ in self.signature.layers]
+        return [names.index(n) for n in self._tensors]
+
+    # Construction
+    @classmethod
+    def from_official_list(cls, deltas: Sequence[torch.Tensor | None], signature: GeneratorSignature) -> "WeightDeltas":
+        """From the upstream positional list (None = untouched)."""
+        if len(deltas) != len(signature.layers):
+            raise ValueError(f"official delta list has {len(deltas)} entries; a {signature.size}px generator "
+                             f"has {len(signature.layers)} modulated layers")
+        return cls({signature.layer_name(i): d for i, d in enumerate(deltas) if d is not None}, signature)
+
+    def to_official_list(self) -> list[torch.Tensor | None]:
+        return [self._tensors.get(n) for n, *_ in self.signature.layers]
+
+    # Arithmetic
+    def scale(self, strength: float) -> "WeightDeltas":
+        """Multiply every offset by `strength` (0 = plain generator, 1 = as predicted)."""
+        return WeightDeltas({n: t * strength for n, t in self._tensors.items()}, self.signature)
+
+    def __mul__(self, strength: float) -> "WeightDeltas":
+        return self.scale(float(strength))
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: "WeightDeltas") -> "WeightDeltas":
+        """Layer-wise sum; a layer missing on one side counts as zero."""
+        if not isinstance(other, WeightDeltas):
+            return NotImplemented
+        problem = self.signature.mismatch(other.signature)
+        if problem:
+            raise ValueError(f"cannot add deltas of different generators: {problem}")
+        if self._tensors and other._tensors and self.batch_size != other.batch_size:
+            raise ValueError(f"cannot add deltas with batch sizes {self.batch_size} and {other.batch_size}")
+        out = dict(self._tensors)
+        for n, t in other._tensors.items():
+            out[n] = out[n] + t if n in out else t
+        return WeightDeltas(out, self.signature)
+
+    def select(self, layers: Iterable[int | str]) -> "WeightDeltas":
+        """Keep only the given layers (official indices or names); e.g. select(TOONIFY_LAYERS)."""
+        names = set()
+        for layer in layers:
+            names.add(self.signature.layer_name(layer) if isinstance(layer, int) else layer)
+        return WeightDeltas({n: t for n, t in self._tensors.items() if n in names}, self.signature)
+
+    def index(self, idx: int | slice | Sequence[int] | torch.Tensor) -> "WeightDeltas":
+        """Select samples along the batch dimension (the batch dim is kept)."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
+        return WeightDeltas({n: t[idx] for n, t in self._tensors.items()}, self.signature)
+
+    def __getstate__(self):
+        return {"tensors": self._tensors, "signature": self.signature, "batch_size": self.batch_size}
+
+    def __setstate__(self, state):
+        self._tensors, self.signature, self.batch_size = state["tensors"], state["signature"], state["batch_size"]
+
+    @staticmethod
+    def cat(items: Sequence["WeightDeltas"]) -> "WeightDeltas":
+        """Concatenate along the batch dimension; all items must have the same signature and layers."""
+        if not items:
+            raise ValueError("WeightDeltas.cat needs at least one item")
+        first = items[0]
+        for other in items[1:]:
+            problem = first.signature.mismatch(other.signature)
+            if problem:
+                raise ValueError(f"cannot concatenate deltas of different generators: {problem}")
+            if list(other) != list(first):
+                raise ValueError(f"cannot concatenate deltas over different layers: {list(first)} vs {list(other)}")
+        return WeightDeltas({n: torch.cat([d[n] for d in items], 0) for n in first}, first.signature)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "WeightDeltas":
+        return WeightDeltas({n: t.to(device=device, dtype=dtype) for n, t in self._tensors.items()}, self.signature)
+
+    def detach(self) -> "WeightDeltas":
+        return WeightDeltas({n: t.detach() for n, t in self._tensors.items()}, self.signature)
+
+    # Checks
+    def check_compatible(self, generator: Generator) -> None:
+        """Raise ValueError if these deltas cannot be applied to `generator`."""
+        problem = self.signature.mismatch(GeneratorSignature.of(generator))
+        if problem:
+            raise ValueError(f"These weight deltas do not fit this generator: {problem}. Use deltas from a "
+                             f"HyperStyle model of the same resolution ({generator.size}px), or load a "
+                             f"{self.signature.size}px generator.")
+
+    # I/O
+    def save(self, path: str | os.PathLike, extra_metadata: Mapping[str, str] | None = None) -> None:
+        """Write a safetensors file atomically (temp file + rename)."""
+        from safetensors.torch import save_file
+
+        from .io_utils import atomic_path
+
+        tensors = {n: t.detach().contiguous().cpu() for n, t in self._tensors.items()}
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "signature": self.signature.to_json(),
+                "batch_size": str(self.batch_size)}
+        meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "WeightDeltas":
+        from safetensors import safe_open
+
+        from .io_utils import read_safetensors_metadata
+
+        path = Path(path)
+        meta = read_safetensors_metadata(path)
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path.name} is not a weight-deltas file (format {meta.get('format')!r}); "
+                             f"save deltas with WeightDeltas.save or the HyperStyle Save Deltas node")
+        if meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path.name} has deltas format version {meta.get('version')}; this version reads "
+                             f"{FORMAT_VERSION}. Update hyperstyle_core.")
+        signature = GeneratorSignature.from_json(meta["signature"])
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return cls(tensors, signature)

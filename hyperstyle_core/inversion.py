@@ -1,0 +1,160 @@
+"""Inversion: W-encoder + latent_avg, initial reconstruction, T hypernetwork refinement iterations.
+
+Follows utils/inference_utils.py:run_inversion with randomize_noise=False and resize_outputs=False.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .deltas import GeneratorSignature, WeightDeltas
+from .models import HyperStyleModel, ReStyleE4EModel, WEncoderModel
+from .stylegan2 import Generator
+
+IterationCallback = Callable[[int, torch.Tensor, WeightDeltas], None]
+
+
+@dataclass
+class InversionResult:
+    """Outcome of `invert`.
+
+    latent:  [B, n_latent, 512] W codes (W-encoder output + latent_avg); they never change across iterations.
+    deltas:  accumulated WeightDeltas after the last iteration, batch B.
+    initial: [B, 3, H, W] in [-1, 1] (roughly) reconstruction from the codes alone, full resolution.
+    images:  one [B, 3, H, W] full-resolution reconstruction per iteration (images[-1] is the final one).
+    For cars models H x W is the official 384x512 crop of the 512x512 output.
+    """
+    latent: torch.Tensor
+    deltas: WeightDeltas
+    initial: torch.Tensor
+    images: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.images[-1] if self.images else self.initial
+
+
+def _crop(generator: Generator, images: torch.Tensor) -> torch.Tensor:
+    crop = generator.config.output_crop
+    return images[:, :, crop[0]:crop[1], :] if crop else images
+
+
+def generate(generator: Generator, latent: torch.Tensor, deltas: WeightDeltas | None = None,
+             randomize_noise: bool = False, strength: float = 1.0) -> torch.Tensor:
+    """Render W [B, 512] / W+ [B, n_latent, 512] codes, optionally with weight deltas.
+
+    Args:
+        generator: a Generator (or a model's `.generator`).
+        latent: W or W+ codes on the generator's device.
+        deltas: WeightDeltas made for this generator's architecture; batch B, or 1 (shared by every code).
+        randomize_noise: fresh noise instead of the stored noise buffers (official inference uses stored).
+        strength: multiplies the deltas (0 = the plain generator).
+    Returns:
+        [B, 3, H, W], roughly in [-1, 1] (cars generators: the 384x512 crop).
+    """
+    param = generator.input.input
+    latent = latent.to(device=param.device, dtype=param.dtype)
+    wplus = generator.broadcast_latent(latent)
+    delta_map = None
+    if deltas is not None:
+        if not isinstance(deltas, WeightDeltas):
+            raise ValueError(f"deltas must be a WeightDeltas, got {type(deltas).__name__}")
+        deltas.check_compatible(generator)
+        if len(deltas) and deltas.batch_size not in (1, wplus.shape[0]):
+            raise ValueError(f"deltas have batch {deltas.batch_size} but there are {wplus.shape[0]} latents; "
+                             f"pick one sample's deltas with deltas.index(i) or pass matching batches")
+        if strength != 1.0:
+            deltas = deltas.scale(strength)
+        delta_map = {n: t.to(device=param.device, dtype=param.dtype) for n, t in deltas.items()}
+    with torch.no_grad():
+        return _crop(generator, generator(wplus, delta_map, randomize_noise=randomize_noise))
+
+
+def w_encode(w_encoder: WEncoderModel, images: torch.Tensor, latent_avg: torch.Tensor) -> torch.Tensor:
+    """W codes: encoder offset + latent_avg. images [B, 3, h, w] in [-1, 1] -> [B, n_latent, 512]."""
+    w_encoder.input_spec.check(images, "W-encoder")
+    offsets = w_encoder.encoder(images)
+    if offsets.shape[1:] != latent_avg.shape:
+        raise ValueError(f"W-encoder gives {offsets.shape[1]} styles but the HyperStyle model's latent_avg has "
+                         f"{latent_avg.shape[0]}: use the W-encoder of the same domain and resolution "
+                         f"(e.g. faces_w_encoder with hyperstyle_ffhq)")
+    return offsets + latent_avg.unsqueeze(0)
+
+
+def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncoderModel, n_iters: int = 5,
+           on_iteration: IterationCallback | None = None) -> InversionResult:
+    """HyperStyle inversion of aligned images.
+
+    Args:
+        images: [B, 3, 256, 256] in [-1, 1] (cars: [B, 3, 192, 256]), as the official inference transform makes them.
+        hyperstyle: a loaded HyperStyleModel.
+        w_encoder: a loaded WEncoderModel of the same domain and resolution.
+        n_iters: refinement iterations (official default 5).
+        on_iteration: called as on_iteration(i, image [B,3,H,W], accumulated deltas) after each iteration i (1-based),
+            e.g. for progress bars, interruption (raise to stop) or recording intermediate deltas.
+    Returns:
+        InversionResult (see its docstring).
+    """
+    if not isinstance(n_iters, int) or n_iters < 1:
+        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+    if not isinstance(hyperstyle, HyperStyleModel):
+        raise ValueError(f"invert needs a HyperStyle model as `hyperstyle`, got {type(hyperstyle).__name__}")
+    if not isinstance(w_encoder, WEncoderModel):
+        raise ValueError(f"invert needs a W-encoder model as `w_encoder`, got {type(w_encoder).__name__}")
+    spec = hyperstyle.input_spec
+    spec.check(images, "HyperStyle")
+    generator = hyperstyle.generator
+    param = generator.input.input
+    x = images.to(device=param.device, dtype=param.dtype)
+    signature = GeneratorSignature.of(generator)
+    with torch.no_grad():
+        codes = w_encode(w_encoder, x, hyperstyle.latent_avg)
+        full = generator(codes, None, randomize_noise=False)
+        initial = _crop(generator, full)
+        # Official initial pass: pool to 256x256, then (cars) crop rows 32:224.
+        y_hat = F.adaptive_avg_pool2d(full, (256, 256))
+        if spec.is_cars:
+            y_hat = y_hat[:, :, 32:224, :]
+        deltas: dict[str, torch.Tensor] | None = None
+        outputs = []
+        for it in range(1, n_iters + 1):
+            predicted = hyperstyle.hypernet(torch.cat([x, y_hat], dim=1))
+            deltas = predicted if deltas is None else {n: deltas[n] + predicted[n] for n in deltas}
+            image = _crop(generator, generator(codes, deltas, randomize_noise=False))
+            outputs.append(image)
+            y_hat = spec.pool(image)
+            if on_iteration is not None:
+                on_iteration(it, image, WeightDeltas(deltas, signature))
+    return InversionResult(latent=codes, deltas=WeightDeltas(deltas, signature), initial=initial, images=outputs)
+
+
+def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """ReStyle-e4e iterative encoding (utils/restyle_inference_utils.py:run_on_batch, randomize_noise=False).
+
+    Args:
+        images: [B, 3, 256, 256] in [-1, 1].
+    Returns:
+        (W+ latents [B, n_latent, 512], last reconstruction pooled to 256 [B, 3, 256, 256]).
+    """
+    if not isinstance(n_iters, int) or n_iters < 1:
+        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+    spec = restyle.input_spec
+    spec.check(images, "ReStyle-e4e")
+    generator = restyle.generator
+    param = generator.input.input
+    x = images.to(device=param.device, dtype=param.dtype)
+    with torch.no_grad():
+        avg = F.adaptive_avg_pool2d(generator(restyle.latent_avg.unsqueeze(0), None, randomize_noise=False),
+                                    (256, 256))
+        if spec.is_cars:
+            avg = avg[:, :, 32:224, :]
+        y_hat = avg.expand(x.shape[0], -1, -1, -1)
+        latent = None
+        for _ in range(n_iters):
+            offsets = restyle.encoder(torch.cat([x, y_hat], dim=1))
+            latent = offsets + (restyle.latent_avg.unsqueeze(0) if latent is None else latent)
+            y_hat = spec.pool(_crop(generator, generator(latent, None, randomize_noise=False)))
+    return latent, y_hat
