@@ -264,6 +264,30 @@ def convert(src: str | os.PathLike, out_dir: str | os.PathLike | None = None, ov
 
 # ----------------------------------------------------------------------------------------------- load
 
+def from_checkpoint(checkpoint: Mapping[str, Any], device: str | torch.device | None = "cpu",
+                    dtype: torch.dtype | str | None = None, name: str = "checkpoint") -> nn.Module:
+    """Build a model straight from an in-memory official checkpoint dict (benchmarks, tests); no file involved."""
+    from .devices import resolve_device, resolve_dtype
+
+    detected = detect(checkpoint, name)
+    return _instantiate(detected.kind, detected.config, dict(detected.tensors), resolve_device(device),
+                        resolve_dtype(dtype, resolve_device(device)), name)
+
+
+def _instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.Tensor], device: torch.device,
+                 dtype: torch.dtype, name: str) -> nn.Module:
+    _check_strict(kind, config, tensors, name)
+    latent_avg = tensors.pop("latent_avg", None) if kind == "stylegan2" else None
+    with torch.device("meta"):
+        model = build_model(kind, config)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    model.eval().requires_grad_(False)
+    model = model.to(device=device, dtype=dtype)
+    if kind == "stylegan2":
+        model.latent_avg = None if latent_avg is None else latent_avg.to(device=device, dtype=dtype)
+    return model
+
+
 def read_info(path: str | os.PathLike) -> dict[str, Any]:
     """Kind, config and metadata of a converted file without reading its tensors."""
     path = Path(path)
@@ -316,16 +340,8 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, dtyp
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type
         raise ValueError(f"{path.name} could not be read ({e}); it is corrupt. Convert the .pt again.") from None
-    _check_strict(kind, config, tensors, path.name)
-    latent_avg = tensors.pop("latent_avg", None) if kind == "stylegan2" else None
-    with torch.device("meta"):
-        model = build_model(kind, config)
-    model.load_state_dict(tensors, strict=True, assign=True)
+    model = _instantiate(kind, config, tensors, device, dtype, path.name)
     model.source_path = str(path)
-    model.eval().requires_grad_(False)
-    model = model.to(device=device, dtype=dtype)
-    if kind == "stylegan2":
-        model.latent_avg = None if latent_avg is None else latent_avg.to(device=device, dtype=dtype)
     return model
 
 

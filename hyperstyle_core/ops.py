@@ -70,10 +70,18 @@ def upsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
-                     scale: float = SQRT2) -> torch.Tensor:
-    """leaky_relu(x + bias) * sqrt(2), bias broadcast over channel dim 1."""
-    if bias is not None:
-        x = x + bias.view(1, bias.shape[0], *([1] * (x.ndim - 2)))
+                     scale: float = SQRT2, inplace: bool = False) -> torch.Tensor:
+    """leaky_relu(x + bias) * sqrt(2), bias broadcast over channel dim 1.
+
+    inplace=True overwrites x (same values; saves three full-size temporaries at high resolution).
+    """
+    bias_view = None if bias is None else bias.view(1, bias.shape[0], *([1] * (x.ndim - 2)))
+    if inplace:
+        if bias_view is not None:
+            x.add_(bias_view)
+        return F.leaky_relu_(x, negative_slope).mul_(scale)
+    if bias_view is not None:
+        x = x + bias_view
     return F.leaky_relu(x, negative_slope=negative_slope) * scale
 
 
@@ -108,14 +116,59 @@ def modulated_weight(weight: torch.Tensor, styles: torch.Tensor, scale: float,
     return w
 
 
-def _conv_one(x: torch.Tensor, w: torch.Tensor, upsample: bool, padding: int,
-              blur_kernel: torch.Tensor | None, groups: int) -> torch.Tensor:
-    """Plain or transposed-stride-2 convolution of x with w for `groups` stacked samples."""
+def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """Depthwise FIR filter without resampling; same result as `blur`, keeps the memory format (fast path)."""
+    channels = x.shape[1]
+    kh, kw = kernel.shape
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype).view(1, 1, kh, kw).expand(channels, 1, kh, kw)
+    if pad[0] == pad[1] and pad[0] >= 0:
+        return F.conv2d(x, weight, padding=pad[0], groups=channels)
+    return F.conv2d(blur_pad(x, pad), weight, groups=channels)
+
+
+def blur_pad(x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    x = F.pad(x, [max(pad[0], 0), max(pad[1], 0)] * 2)
+    if pad[0] < 0 or pad[1] < 0:
+        x = x[:, :, max(-pad[0], 0): x.shape[2] - max(-pad[1], 0), max(-pad[0], 0): x.shape[3] - max(-pad[1], 0)]
+    return x
+
+
+def _upsample_blur_pad(blur_kernel: torch.Tensor, k: int) -> tuple[int, int]:
+    p = blur_kernel.shape[0] - 2 - (k - 1)
+    return (p + 1) // 2 + 1, p // 2 + 1
+
+
+def conv_packed(x: torch.Tensor, w: torch.Tensor, upsample: bool = False,
+                blur_kernel: torch.Tensor | None = None, impl: str = "auto") -> torch.Tensor:
+    """Per-sample convolution of a packed batch as one grouped conv (no Python loop over samples).
+
+    Args:
+        x: [1, B*in, H, W] (samples stacked along channels); any memory format (channels_last is fastest on CPU).
+        w: [B, out, in, k, k] per-sample weights.
+        upsample: transposed stride-2 conv followed by the FIR blur.
+        impl: "ref" runs the per-sample reference loop instead of the grouped conv.
+    Returns:
+        [1, B*out, H', W'] in the memory format of x.
+    """
+    batch, out_channels, in_channels, k, _ = w.shape
+    if impl == "ref":
+        samples = x.reshape(batch, in_channels, x.shape[2], x.shape[3])
+        out = torch.cat([_conv_one_ref(samples[i:i + 1], w[i], upsample, blur_kernel) for i in range(batch)], 0)
+        return out.reshape(1, batch * out_channels, out.shape[2], out.shape[3])
     if upsample:
-        out = F.conv_transpose2d(x, w, padding=0, stride=2, groups=groups)
-        p = blur_kernel.shape[0] - 2 - (w.shape[-1] - 1)
-        return blur(out, blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1))
-    return F.conv2d(x, w, padding=padding, groups=groups)
+        wt = w.transpose(1, 2).reshape(batch * in_channels, out_channels, k, k)
+        y = F.conv_transpose2d(x, wt, padding=0, stride=2, groups=batch)
+        return fir_filter(y, blur_kernel, _upsample_blur_pad(blur_kernel, k))
+    return F.conv2d(x, w.reshape(batch * out_channels, in_channels, k, k), padding=k // 2, groups=batch)
+
+
+def _conv_one_ref(x: torch.Tensor, w: torch.Tensor, upsample: bool, blur_kernel: torch.Tensor | None) -> torch.Tensor:
+    """Reference: one sample [1, in, H, W] with its own weights [out, in, k, k], written as plainly as possible."""
+    k = w.shape[-1]
+    if upsample:
+        out = F.conv_transpose2d(x, w.transpose(0, 1), padding=0, stride=2)  # conv_transpose wants [in, out, k, k]
+        return blur(out, blur_kernel, pad=_upsample_blur_pad(blur_kernel, k))
+    return F.conv2d(x, w, padding=k // 2)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, scale: float,
@@ -130,29 +183,16 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         scale: 1/sqrt(in*k*k).
         delta: [B, out, in, k, k] relative offsets (`W * (1 + delta)`), or None.
         demodulate: normalise each output filter (3x3 convs; not ToRGB).
-        upsample: transposed stride-2 conv followed by the 4x4 FIR blur (kernel with gain 4, pad (1, 1)).
+        upsample: transposed stride-2 conv followed by the 4x4 FIR blur (kernel with gain 4).
         impl: "ref" (per-sample loop, the specification), "grouped" (one grouped conv over the batch), "auto".
     Returns:
         [B, out, H', W'] with H' = 2H if upsample else H.
     """
+    if impl not in ("auto", "ref", "grouped"):
+        raise ValueError(f"impl must be 'auto', 'ref' or 'grouped', got {impl!r}")
     batch, in_channels, height, width = x.shape
-    out_channels, _, k, _ = weight.shape
     if upsample and blur_kernel is None:
         raise ValueError("modulated_conv2d(upsample=True) needs the blur_kernel")
     w = modulated_weight(weight, styles, scale, delta, demodulate)  # [B, out, in, k, k]
-    padding = k // 2
-    if impl == "ref":
-        outs = []
-        for i in range(batch):
-            wi = w[i].transpose(0, 1) if upsample else w[i]  # conv_transpose wants [in, out, k, k]
-            outs.append(_conv_one(x[i:i + 1], wi, upsample, padding, blur_kernel, groups=1))
-        return torch.cat(outs, 0)
-    if impl not in ("auto", "grouped"):
-        raise ValueError(f"impl must be 'auto', 'ref' or 'grouped', got {impl!r}")
-    x = x.reshape(1, batch * in_channels, height, width)
-    if upsample:
-        w = w.transpose(1, 2).reshape(batch * in_channels, out_channels, k, k)
-    else:
-        w = w.reshape(batch * out_channels, in_channels, k, k)
-    out = _conv_one(x, w, upsample, padding, blur_kernel, groups=batch)
-    return out.reshape(batch, out_channels, out.shape[2], out.shape[3])
+    out = conv_packed(x.reshape(1, batch * in_channels, height, width), w, upsample, blur_kernel, impl)
+    return out.reshape(batch, -1, out.shape[2], out.shape[3])
