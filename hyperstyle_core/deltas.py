@@ -148,10 +148,22 @@ class WeightDeltas(Mapping[str, torch.Tensor]):
         return WeightDeltas(out, self.signature)
 
     def select(self, layers: Iterable[int | str]) -> "WeightDeltas":
-        """Keep only the given layers (official indices or names); e.g. select(TOONIFY_LAYERS)."""
+        """Keep only the given layers (official indices or names); e.g. select(TOONIFY_LAYERS).
+
+        Indices past this generator's last layer are ignored (the Toonify set names 1024px layers), as upstream does.
+        """
         names = set()
+        known = [n for n, *_ in self.signature.layers]
         for layer in layers:
-            names.add(self.signature.layer_name(layer) if isinstance(layer, int) else layer)
+            if isinstance(layer, int):
+                if layer < 0:
+                    raise ValueError(f"layer index must be >= 0, got {layer}")
+                if layer < len(known):
+                    names.add(known[layer])
+            elif layer in known:
+                names.add(layer)
+            else:
+                raise ValueError(f"unknown layer {layer!r}; known layers: {', '.join(known)}")
         return WeightDeltas({n: t for n, t in self._tensors.items() if n in names}, self.signature)
 
     def index(self, idx: int | slice | Sequence[int] | torch.Tensor) -> "WeightDeltas":

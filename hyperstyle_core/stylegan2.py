@@ -29,10 +29,12 @@ class GeneratorConfig:
     lr_mlp: float = 0.01                        # mapping equalised-lr multiplier
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
     output_crop: tuple[int, int] | None = None  # rows kept by `generate` (cars: (64, 448) at 512 -> 384x512)
+    channel_divisor: int = 1                    # shrinks every layer's width (tiny test models); 1 for real ones
 
     def channels(self, resolution: int) -> int:
         base = CHANNELS_BASE[resolution]
-        return base * self.channel_multiplier if resolution >= 64 else base
+        base = base * self.channel_multiplier if resolution >= 64 else base
+        return max(1, base // self.channel_divisor)
 
     @property
     def log_size(self) -> int:
@@ -50,14 +52,16 @@ class GeneratorConfig:
         return {"size": self.size, "style_dim": self.style_dim, "n_mlp": self.n_mlp,
                 "channel_multiplier": self.channel_multiplier, "lr_mlp": self.lr_mlp,
                 "blur_kernel": list(self.blur_kernel),
-                "output_crop": list(self.output_crop) if self.output_crop else None}
+                "output_crop": list(self.output_crop) if self.output_crop else None,
+                "channel_divisor": self.channel_divisor}
 
     @classmethod
     def from_json_dict(cls, d: Mapping) -> "GeneratorConfig":
         return cls(size=int(d["size"]), style_dim=int(d.get("style_dim", 512)), n_mlp=int(d.get("n_mlp", 8)),
                    channel_multiplier=int(d.get("channel_multiplier", 2)), lr_mlp=float(d.get("lr_mlp", 0.01)),
                    blur_kernel=tuple(d.get("blur_kernel", (1, 3, 3, 1))),
-                   output_crop=tuple(d["output_crop"]) if d.get("output_crop") else None)
+                   output_crop=tuple(d["output_crop"]) if d.get("output_crop") else None,
+                   channel_divisor=int(d.get("channel_divisor", 1)))
 
 
 def modulated_layer_table(config: GeneratorConfig) -> list[tuple[str, int, int, int]]:
