@@ -131,21 +131,39 @@ def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncode
     return InversionResult(latent=codes, deltas=WeightDeltas(deltas, signature), initial=initial, images=outputs)
 
 
-def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class ReStyleResult:
+    """Outcome of `restyle_e4e_invert`.
+
+    latent:        [B, n_latent, 512] W+ codes after the last step.
+    latents:       the W+ codes after each step.
+    images:        full-resolution reconstruction after each step, [B, 3, H, W].
+    average_image: [1, 3, 256, 256] render of latent_avg pooled to 256 (the step-1 companion input).
+    """
+    latent: torch.Tensor
+    latents: list[torch.Tensor]
+    images: list[torch.Tensor]
+    average_image: torch.Tensor
+
+
+def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: int = 2) -> ReStyleResult:
     """ReStyle-e4e iterative encoding (utils/restyle_inference_utils.py:run_on_batch, randomize_noise=False).
 
     Args:
         images: [B, 3, 256, 256] in [-1, 1].
-    Returns:
-        (W+ latents [B, n_latent, 512], last reconstruction pooled to 256 [B, 3, 256, 256]).
+        restyle: a loaded ReStyleE4EModel.
+        n_iters: encoder steps (domain adaptation uses 2).
     """
     if not isinstance(n_iters, int) or n_iters < 1:
         raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+    if not isinstance(restyle, ReStyleE4EModel):
+        raise ValueError(f"restyle_e4e_invert needs a ReStyle-e4e model, got {type(restyle).__name__}")
     spec = restyle.input_spec
     spec.check(images, "ReStyle-e4e")
     generator = restyle.generator
     param = generator.input.input
     x = images.to(device=param.device, dtype=param.dtype)
+    latents, outputs = [], []
     with torch.no_grad():
         avg = F.adaptive_avg_pool2d(generator(restyle.latent_avg.unsqueeze(0), None, randomize_noise=False),
                                     (256, 256))
@@ -156,5 +174,8 @@ def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: 
         for _ in range(n_iters):
             offsets = restyle.encoder(torch.cat([x, y_hat], dim=1))
             latent = offsets + (restyle.latent_avg.unsqueeze(0) if latent is None else latent)
-            y_hat = spec.pool(_crop(generator, generator(latent, None, randomize_noise=False)))
-    return latent, y_hat
+            image = _crop(generator, generator(latent, None, randomize_noise=False))
+            latents.append(latent)
+            outputs.append(image)
+            y_hat = spec.pool(image)
+    return ReStyleResult(latent=latent, latents=latents, images=outputs, average_image=avg)
