@@ -203,12 +203,21 @@ class HyperNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.features(x)
+        batch = x.shape[0]
         out: dict[str, torch.Tensor] = {}
+        shared_names, shared_codes = [], []
         for idx, block in enumerate(self.refinement_blocks):
             if block is None:
                 continue
             if isinstance(block, HyperRefinementBlock):
-                out[self.layer_names[idx]] = self.shared_weight_hypernet(block(feats))
+                shared_names.append(self.layer_names[idx])
+                shared_codes.append(block(feats))
             else:
                 out[self.layer_names[idx]] = block(feats)
-        return out
+        if shared_codes:
+            # One call for all shared layers: w2 is 512 MB, so streaming it once instead of 9 times is the
+            # difference between a memory-bound and a compute-bound pass. Row results are the same per code.
+            kernels = self.shared_weight_hypernet(torch.cat(shared_codes, 0))
+            for i, name in enumerate(shared_names):
+                out[name] = kernels[i * batch:(i + 1) * batch]
+        return {name: out[name] for name in self.layer_names if name in out}
