@@ -9,12 +9,14 @@ Public API:
 """
 from .checkpoints import convert, load, read_info
 from .deltas import TOONIFY_LAYERS, GeneratorSignature, WeightDeltas
-from .inversion import InversionResult, ReStyleResult, generate, invert, restyle_e4e_invert, w_encode
+from .editing import LatentDirection, apply_direction, load_direction, sweep_direction
+from .inversion import InversionResult, ReStyleResult, generate, invert, refine, restyle_e4e_invert, w_encode
 from .models import HyperStyleModel, ReStyleE4EModel, WEncoderModel
 from .stylegan2 import Generator, GeneratorConfig
 
 __all__ = [
-    "convert", "load", "read_info", "invert", "generate", "restyle_e4e_invert", "w_encode", "InversionResult", "ReStyleResult",
+    "convert", "load", "read_info", "invert", "refine", "LatentDirection", "apply_direction", "load_direction",
+    "sweep_direction", "generate", "restyle_e4e_invert", "w_encode", "InversionResult", "ReStyleResult",
     "WeightDeltas", "GeneratorSignature", "TOONIFY_LAYERS", "HyperStyleModel", "WEncoderModel", "ReStyleE4EModel",
     "Generator", "GeneratorConfig",
 ]

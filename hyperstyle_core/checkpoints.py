@@ -33,9 +33,10 @@ KINDS = {
                  "'state_dict' with encoder.* (IR-SE50 + linear) + decoder.*",
     "restyle_e4e": "ReStyle e4e encoder (restyle_e4e_ffhq_encode.pt): 'state_dict' with encoder.styles.* + decoder.*",
     "stylegan2": "rosinality StyleGAN2 generator (stylegan2-ffhq-config-f.pt, toonify, StyleGAN-NADA, ...): 'g_ema'",
+    "direction": "InterFaceGAN latent direction (age.pt, smile.pt [1, 512]; pose.pt [1, 18, 512]): a bare tensor",
 }
 KIND_TITLES = {"hyperstyle": "HyperStyle model", "w_encoder": "W-encoder", "restyle_e4e": "ReStyle-e4e encoder",
-               "stylegan2": "StyleGAN2 generator"}
+               "stylegan2": "StyleGAN2 generator", "direction": "latent direction"}
 # Objects a training checkpoint may carry besides tensors and builtins (rosinality keeps its argparse args).
 ALLOWED_GLOBALS = [argparse.Namespace]
 SHARED_ALIAS = re.compile(r"^hypernet\.refinement_blocks\.\d+\.hypernet\.(w1|b1|w2|b2)$")
@@ -93,6 +94,10 @@ def _dedupe_shared(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def detect(checkpoint: Mapping[str, Any], source_name: str = "") -> Detected:
     """Recognise an official checkpoint layout. Raises ValueError listing the known kinds otherwise."""
+    if isinstance(checkpoint, torch.Tensor):
+        from .editing import direction_from_tensor
+        direction = direction_from_tensor(checkpoint, source_name)
+        return Detected("direction", {"direction": direction.vector}, {"shape": list(direction.vector.shape)}, {})
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"{source_name or 'checkpoint'} holds a {type(checkpoint).__name__}, not a dict of weights")
     opts = _opts_dict(checkpoint.get("opts"))
@@ -193,6 +198,10 @@ def _expected_keys(kind: str, config: Mapping[str, Any]) -> dict[str, tuple[int,
 
 
 def _check_strict(kind: str, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], name: str) -> None:
+    if kind == "direction":
+        if set(tensors) != {"direction"} or list(tensors["direction"].shape) != list(config["shape"]):
+            raise ValueError(f"{name} is not a valid direction file (expected one tensor 'direction' {config['shape']})")
+        return
     expected = _expected_keys(kind, config)
     got = {k: tuple(v.shape) for k, v in tensors.items() if not (kind == "stylegan2" and k == "latent_avg")}
     missing = [k for k in expected if k not in got]
@@ -340,6 +349,10 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, dtyp
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type
         raise ValueError(f"{path.name} could not be read ({e}); it is corrupt. Convert the .pt again.") from None
+    if kind == "direction":
+        from .editing import direction_from_tensor
+        _check_strict(kind, config, tensors, path.name)
+        return direction_from_tensor(tensors["direction"], path.stem)
     model = _instantiate(kind, config, tensors, device, dtype, path.name)
     model.source_path = str(path)
     return model
@@ -348,4 +361,4 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, dtyp
 def _example_file(kind: str) -> str:
     return {"hyperstyle": "hyperstyle_ffhq.safetensors", "w_encoder": "faces_w_encoder.safetensors",
             "restyle_e4e": "restyle_e4e_ffhq_encode.safetensors",
-            "stylegan2": "stylegan2-ffhq-config-f.safetensors"}[kind]
+            "stylegan2": "stylegan2-ffhq-config-f.safetensors", "direction": "age.safetensors"}[kind]

@@ -23,8 +23,9 @@ def _cmd_convert(args) -> int:
             failed += 1
             continue
         info = read_info(out)
-        size = info["config"]["generator"]["size"]
-        print(f"{src} -> {out} ({info['kind']}, {size}px)")
+        config = info["config"]
+        detail = f"{config['generator']['size']}px" if "generator" in config else f"shape {config.get('shape')}"
+        print(f"{src} -> {out} ({info['kind']}, {detail})")
     return 1 if failed else 0
 
 

@@ -86,7 +86,7 @@ def w_encode(w_encoder: WEncoderModel, images: torch.Tensor, latent_avg: torch.T
 
 def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncoderModel, n_iters: int = 5,
            on_iteration: IterationCallback | None = None) -> InversionResult:
-    """HyperStyle inversion of aligned images.
+    """HyperStyle inversion of aligned images: `w_encode` then `refine`.
 
     Args:
         images: [B, 3, 256, 256] in [-1, 1] (cars: [B, 3, 192, 256]), as the official inference transform makes them.
@@ -98,26 +98,55 @@ def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncode
     Returns:
         InversionResult (see its docstring).
     """
-    if not isinstance(n_iters, int) or n_iters < 1:
+    _check_models(hyperstyle, w_encoder)
+    hyperstyle.input_spec.check(images, "HyperStyle")
+    param = hyperstyle.generator.input.input
+    with torch.no_grad():
+        codes = w_encode(w_encoder, images.to(device=param.device, dtype=param.dtype), hyperstyle.latent_avg)
+    return refine(images, hyperstyle, codes, n_iters, on_iteration)
+
+
+def _check_models(hyperstyle, w_encoder) -> None:
+    if not isinstance(hyperstyle, HyperStyleModel):
+        raise ValueError(f"needs a HyperStyle model as `hyperstyle`, got {type(hyperstyle).__name__}")
+    if not isinstance(w_encoder, WEncoderModel):
+        raise ValueError(f"needs a W-encoder model as `w_encoder`, got {type(w_encoder).__name__}")
+
+
+def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tensor, n_iters: int = 5,
+           on_iteration: IterationCallback | None = None) -> InversionResult:
+    """HyperStyle refinement iterations starting from given codes (the W-encoder's, or any W/W+ codes).
+
+    Args:
+        images: [B, 3, 256, 256] in [-1, 1] (cars: [B, 3, 192, 256]), the aligned targets.
+        hyperstyle: a loaded HyperStyleModel.
+        latent: [B, n_latent, 512] (or W [B, 512]) codes; they are not changed by refinement.
+        n_iters: iterations; each predicts offsets from (image, current reconstruction) and accumulates them.
+        on_iteration: see `invert`.
+    Returns:
+        InversionResult; `initial` is the render of `latent` without deltas.
+    """
+    if not isinstance(n_iters, int) or isinstance(n_iters, bool) or n_iters < 1:
         raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
     if not isinstance(hyperstyle, HyperStyleModel):
-        raise ValueError(f"invert needs a HyperStyle model as `hyperstyle`, got {type(hyperstyle).__name__}")
-    if not isinstance(w_encoder, WEncoderModel):
-        raise ValueError(f"invert needs a W-encoder model as `w_encoder`, got {type(w_encoder).__name__}")
+        raise ValueError(f"needs a HyperStyle model as `hyperstyle`, got {type(hyperstyle).__name__}")
     spec = hyperstyle.input_spec
     spec.check(images, "HyperStyle")
     generator = hyperstyle.generator
     param = generator.input.input
     x = images.to(device=param.device, dtype=param.dtype)
+    codes = generator.broadcast_latent(latent.to(device=param.device, dtype=param.dtype))
+    if codes.shape[0] != x.shape[0]:
+        raise ValueError(f"{codes.shape[0]} latents for {x.shape[0]} images; pass one latent per image")
     signature = GeneratorSignature.of(generator)
     with torch.no_grad():
-        codes = w_encode(w_encoder, x, hyperstyle.latent_avg)
         full = generator(codes, None, randomize_noise=False)
         initial = _crop(generator, full)
         # Official initial pass: pool to 256x256, then (cars) crop rows 32:224.
         y_hat = F.adaptive_avg_pool2d(full, (256, 256))
         if spec.is_cars:
             y_hat = y_hat[:, :, 32:224, :]
+        del full
         deltas: dict[str, torch.Tensor] | None = None
         outputs = []
         for it in range(1, n_iters + 1):
