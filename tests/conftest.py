@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -72,3 +73,61 @@ def models_256(converted):
     hs = load(converted("hyperstyle_ffhq_256"), device="cpu")
     we = load(converted("faces_w_encoder_256"), device="cpu")
     return hs, we
+
+
+# ---------------------------------------------------------------------------------------------- node pack
+
+PACK_NAME = "hyperstyle_pack"
+
+
+def import_pack():
+    if PACK_NAME in sys.modules:
+        return sys.modules[PACK_NAME]
+    spec = importlib.util.spec_from_file_location(PACK_NAME, REPO / "__init__.py",
+                                                  submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pack():
+    return import_pack()
+
+
+# official name -> (manifest kind, salt)
+MODEL_FILES = {
+    "hyperstyle_ffhq.safetensors": ("hyperstyle_ffhq_256", None),
+    "faces_w_encoder.safetensors": ("faces_w_encoder_256", None),
+    "stylegan2-ffhq-config-f.safetensors": ("stylegan2_256", None),
+    "toonify.safetensors": ("stylegan2_256", "toonify"),
+    "restyle_e4e_ffhq_encode.safetensors": ("restyle_e4e_ffhq_256", None),
+}
+DIRECTION_FILES = ("age", "smile")
+
+
+@pytest.fixture(scope="session")
+def models_dir(converted, tmp_path_factory):
+    """A hyperstyle model folder as a user would have it (recipe weights at the 256 test size)."""
+    from hyperstyle_core import convert
+    folder = tmp_path_factory.mktemp("models_hyperstyle")
+    for name, (kind, salt) in MODEL_FILES.items():
+        src = converted(kind, salt=salt, name=f"{kind}_{salt}" if salt else None)
+        target = folder / name
+        try:
+            target.hardlink_to(src)
+        except OSError:
+            shutil.copy(src, target)
+    for d in DIRECTION_FILES:
+        convert(SHARED / "data" / "official" / "editing" / "interfacegan" / f"{d}.pt", folder)
+    return folder
+
+
+@pytest.fixture()
+def comfy_env(models_dir, tmp_path, monkeypatch):
+    """Point the pack's ComfyUI stand-ins at the test models and a fresh output folder."""
+    monkeypatch.setenv("HYPERSTYLE_MODEL_DIRS", str(models_dir))
+    monkeypatch.setenv("HYPERSTYLE_OUTPUT_DIR", str(tmp_path / "output"))
+    monkeypatch.setenv("HYPERSTYLE_DEVICE", "cpu")
+    return tmp_path

@@ -1,0 +1,7 @@
+"""ComfyUI entry point of the HyperStyle pack. Keeps imports light: the models load when a node runs."""
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes._comfy import register_model_folder
+
+register_model_folder()
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

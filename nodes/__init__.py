@@ -1,0 +1,52 @@
+"""ComfyUI nodes of the HyperStyle pack: thin wrappers over hyperstyle_core."""
+from .deltas import (HyperStyleLoadDeltas, HyperStyleLoadLatent, HyperStyleSaveDeltas, HyperStyleSaveLatent,
+                     HyperStyleTransferDeltas)
+from .edit import HyperStyleLatentEdit, HyperStyleLatentEditSweep
+from .face import HyperStyleAlignFace, HyperStylePasteBack
+from .invert import HyperStyleEncode, HyperStyleEncodeReStyle, HyperStyleGenerate, HyperStyleRefine
+from .loaders import (HyperStyleLoadDirection, HyperStyleLoadGenerator, HyperStyleLoadModel, HyperStyleLoadReStyle,
+                      HyperStyleLoadWEncoder, HyperStyleUnloadModels)
+
+NODE_CLASS_MAPPINGS = {
+    "HyperStyleLoadModel": HyperStyleLoadModel,
+    "HyperStyleLoadWEncoder": HyperStyleLoadWEncoder,
+    "HyperStyleLoadGenerator": HyperStyleLoadGenerator,
+    "HyperStyleLoadReStyle": HyperStyleLoadReStyle,
+    "HyperStyleLoadDirection": HyperStyleLoadDirection,
+    "HyperStyleUnloadModels": HyperStyleUnloadModels,
+    "HyperStyleAlignFace": HyperStyleAlignFace,
+    "HyperStylePasteBack": HyperStylePasteBack,
+    "HyperStyleEncode": HyperStyleEncode,
+    "HyperStyleEncodeReStyle": HyperStyleEncodeReStyle,
+    "HyperStyleRefine": HyperStyleRefine,
+    "HyperStyleGenerate": HyperStyleGenerate,
+    "HyperStyleLatentEdit": HyperStyleLatentEdit,
+    "HyperStyleLatentEditSweep": HyperStyleLatentEditSweep,
+    "HyperStyleTransferDeltas": HyperStyleTransferDeltas,
+    "HyperStyleSaveDeltas": HyperStyleSaveDeltas,
+    "HyperStyleLoadDeltas": HyperStyleLoadDeltas,
+    "HyperStyleSaveLatent": HyperStyleSaveLatent,
+    "HyperStyleLoadLatent": HyperStyleLoadLatent,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HyperStyleLoadModel": "HyperStyle Load Model",
+    "HyperStyleLoadWEncoder": "HyperStyle Load W-Encoder",
+    "HyperStyleLoadGenerator": "HyperStyle Load Generator",
+    "HyperStyleLoadReStyle": "HyperStyle Load ReStyle-e4e",
+    "HyperStyleLoadDirection": "HyperStyle Load Direction",
+    "HyperStyleUnloadModels": "HyperStyle Unload Models",
+    "HyperStyleAlignFace": "HyperStyle Align Face",
+    "HyperStylePasteBack": "HyperStyle Paste Back",
+    "HyperStyleEncode": "HyperStyle Encode",
+    "HyperStyleEncodeReStyle": "HyperStyle Encode ReStyle",
+    "HyperStyleRefine": "HyperStyle Refine",
+    "HyperStyleGenerate": "HyperStyle Generate",
+    "HyperStyleLatentEdit": "HyperStyle Latent Edit",
+    "HyperStyleLatentEditSweep": "HyperStyle Latent Edit Sweep",
+    "HyperStyleTransferDeltas": "HyperStyle Transfer Deltas",
+    "HyperStyleSaveDeltas": "HyperStyle Save Deltas",
+    "HyperStyleLoadDeltas": "HyperStyle Load Deltas",
+    "HyperStyleSaveLatent": "HyperStyle Save Latent",
+    "HyperStyleLoadLatent": "HyperStyle Load Latent",
+}

@@ -1,0 +1,177 @@
+"""Weight-delta nodes: transfer to another generator (domain adaptation), save and load deltas and latents."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import _comfy
+from .invert import render
+
+PRESETS = {
+    "toonify (official: 14,15,17,18,20,21,23,24)": "toonify",
+    "all tuned layers": "all",
+    "medium + fine (16px and up)": "medium_fine",
+    "fine only (64px and up)": "fine",
+}
+
+
+def select_preset(deltas, preset: str):
+    """Restrict deltas to a preset layer set (official delta indices)."""
+    from ..hyperstyle_core.deltas import TOONIFY_LAYERS
+
+    key = PRESETS.get(preset, preset)
+    if key == "toonify":
+        return deltas.select(TOONIFY_LAYERS)
+    if key == "all":
+        return deltas
+    n = len(deltas.signature.layers)
+    # Delta index i renders at 4px (i < 2), else at 2 ** ((i - 2) // 3 + 3) px.
+    first = {"medium_fine": 5, "fine": 11}.get(key)
+    if first is None:
+        raise ValueError(f"unknown layer preset {preset!r}; choose one of {list(PRESETS)}")
+    return deltas.select(range(first, n))
+
+
+class HyperStyleTransferDeltas:
+    CATEGORY = "HyperStyle/deltas"
+    FUNCTION = "execute"
+    DESCRIPTION = ("Domain adaptation: renders latents with another generator of the same architecture (Toonify, "
+                   "StyleGAN-NADA, ...) while applying the FFHQ HyperStyle deltas on a layer subset, as the "
+                   "official recipe (ReStyle-e4e latents + deltas on the Toonify layers).")
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("Images from the target generator.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "generator": ("HYPERSTYLE_GENERATOR", {"tooltip": "Target generator, e.g. toonify.safetensors."}),
+            "latent": ("HYPERSTYLE_LATENT", {"tooltip": "Codes (official: from HyperStyle Encode ReStyle)."}),
+            "deltas": ("HYPERSTYLE_DELTAS", {"tooltip": "Deltas from HyperStyle Refine (FFHQ model)."}),
+            "layers": (list(PRESETS), {"default": next(iter(PRESETS)),
+                                       "tooltip": "Which layers keep their deltas; the rest use the target weights."}),
+            "strength": ("FLOAT", {"default": 1.0, "min": -2.0, "max": 3.0, "step": 0.05,
+                                   "tooltip": "Multiplies the kept deltas."}),
+            "randomize_noise": ("BOOLEAN", {"default": False, "tooltip": "Official domain adaptation uses fresh "
+                                                                         "noise (True); False is deterministic."}),
+            "batch_size": ("INT", {"default": 4, "min": 1, "max": 64,
+                                   "tooltip": "Images rendered together; lower it if memory runs out."}),
+        }}
+
+    def execute(self, generator, latent, deltas, layers, strength=1.0, randomize_noise=False, batch_size=4):
+        return (render(generator, latent, select_preset(deltas, layers), strength, randomize_noise, batch_size),)
+
+
+def _safe_prefix(prefix: str) -> str:
+    prefix = prefix.strip().replace("\\", "/")
+    if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ValueError(f"filename_prefix {prefix!r} must be a relative name inside the output folder")
+    return prefix
+
+
+def _next_path(prefix: str) -> Path:
+    base = _comfy.output_directory() / _safe_prefix(prefix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(re.escape(base.name) + r"_(\d{5})\.safetensors$")
+    numbers = [int(m.group(1)) for f in base.parent.iterdir() if (m := pattern.match(f.name))]
+    return base.parent / f"{base.name}_{max(numbers, default=0) + 1:05d}.safetensors"
+
+
+def _output_files(kind_suffix: str) -> list[str]:
+    root = _comfy.output_directory()
+    if not root.is_dir():
+        return []
+    return sorted(f.relative_to(root).as_posix() for f in root.rglob(f"*{kind_suffix}*.safetensors"))
+
+
+class HyperStyleSaveDeltas:
+    CATEGORY = "HyperStyle/deltas"
+    FUNCTION = "execute"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Saves weight deltas to ComfyUI's output folder as safetensors with metadata (signature, format)."
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("Path of the written file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "deltas": ("HYPERSTYLE_DELTAS", {"tooltip": "Deltas from HyperStyle Refine."}),
+            "filename_prefix": ("STRING", {"default": "hyperstyle/deltas",
+                                           "tooltip": "Relative name in the output folder; a counter is added."}),
+        }}
+
+    def execute(self, deltas, filename_prefix="hyperstyle/deltas"):
+        path = _next_path(filename_prefix)
+        deltas.save(path)
+        return {"ui": {"text": [str(path)]}, "result": (str(path),)}
+
+
+class HyperStyleLoadDeltas:
+    CATEGORY = "HyperStyle/deltas"
+    FUNCTION = "execute"
+    DESCRIPTION = "Loads weight deltas saved by HyperStyle Save Deltas (or the CLI) from the output folder."
+    RETURN_TYPES = ("HYPERSTYLE_DELTAS",)
+    RETURN_NAMES = ("deltas",)
+    OUTPUT_TOOLTIPS = ("The saved deltas.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"file": (_output_files("deltas"), {"tooltip": "A deltas file in the output folder."})}}
+
+    def execute(self, file):
+        from ..hyperstyle_core.deltas import WeightDeltas
+        return (WeightDeltas.load(_comfy.output_directory() / file),)
+
+
+class HyperStyleSaveLatent:
+    CATEGORY = "HyperStyle/deltas"
+    FUNCTION = "execute"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Saves latent codes to ComfyUI's output folder as safetensors."
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("Path of the written file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": ("HYPERSTYLE_LATENT", {"tooltip": "Codes to save."}),
+            "filename_prefix": ("STRING", {"default": "hyperstyle/latent",
+                                           "tooltip": "Relative name in the output folder; a counter is added."}),
+        }}
+
+    def execute(self, latent, filename_prefix="hyperstyle/latent"):
+        from safetensors.torch import save_file
+
+        from ..hyperstyle_core.io_utils import atomic_path
+        path = _next_path(filename_prefix)
+        with atomic_path(path) as tmp:
+            save_file({"latent": latent.detach().float().cpu().contiguous()}, str(tmp),
+                      metadata={"format": "hyperstyle.latent", "version": "1"})
+        return {"ui": {"text": [str(path)]}, "result": (str(path),)}
+
+
+class HyperStyleLoadLatent:
+    CATEGORY = "HyperStyle/deltas"
+    FUNCTION = "execute"
+    DESCRIPTION = "Loads latent codes saved by HyperStyle Save Latent (or the CLI) from the output folder."
+    RETURN_TYPES = ("HYPERSTYLE_LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The saved codes.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"file": (_output_files("latent"), {"tooltip": "A latent file in the output folder."})}}
+
+    def execute(self, file):
+        from safetensors import safe_open
+
+        from ..hyperstyle_core.io_utils import read_safetensors_metadata
+        path = _comfy.output_directory() / file
+        meta = read_safetensors_metadata(path)
+        if meta.get("format") != "hyperstyle.latent":
+            raise ValueError(f"{file} is not a latent file (format {meta.get('format')!r}); choose one written by "
+                             f"HyperStyle Save Latent")
+        with safe_open(str(path), "pt") as f:
+            return (f.get_tensor("latent"),)
