@@ -7,6 +7,7 @@ Public API:
     generate(generator, latent, deltas=None, randomize_noise=False) -> [B, 3, H, W]
     WeightDeltas, GeneratorSignature
 """
+from .alignment import AlignmentInfo, align_face, align_image, detect_faces, paste_back
 from .checkpoints import convert, load, read_info
 from .deltas import TOONIFY_LAYERS, GeneratorSignature, WeightDeltas
 from .editing import LatentDirection, apply_direction, load_direction, sweep_direction
@@ -15,6 +16,7 @@ from .models import HyperStyleModel, ReStyleE4EModel, WEncoderModel
 from .stylegan2 import Generator, GeneratorConfig
 
 __all__ = [
+    "AlignmentInfo", "align_face", "align_image", "detect_faces", "paste_back",
     "convert", "load", "read_info", "invert", "refine", "LatentDirection", "apply_direction", "load_direction",
     "sweep_direction", "generate", "restyle_e4e_invert", "w_encode", "InversionResult", "ReStyleResult",
     "WeightDeltas", "GeneratorSignature", "TOONIFY_LAYERS", "HyperStyleModel", "WEncoderModel", "ReStyleE4EModel",

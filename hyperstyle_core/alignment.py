@@ -109,7 +109,7 @@ class AlignmentInfo:
         missing = [k for k in ("source_height", "source_width", "quad", "output_size") if k not in data]
         if missing:
             raise ValueError(f"alignment record lacks {', '.join(missing)}; save it with AlignmentInfo.to_dict()")
-        return cls(int(data["source_height"]), int(data["source_width"]), tuple(map(tuple, data["quad"])),
+        return cls(int(data["source_height"]), int(data["source_width"]), data["quad"],
                    int(data["output_size"]), int(data.get("image_index", 0)), int(data.get("face_index", 0)))
 
 
@@ -146,7 +146,8 @@ def as_rgb_uint8(image: Any, name: str = "image 1") -> np.ndarray:
 def _to_numpy(image: Any, name: str) -> np.ndarray:
     """ndarray or tensor -> ndarray (no copy when possible); anything else raises ValueError."""
     if isinstance(image, torch.Tensor):
-        return image.detach().cpu().numpy()
+        image = image.detach().cpu()
+        return (image.float() if image.dtype in (torch.bfloat16, torch.float16) else image).numpy()
     if isinstance(image, np.ndarray):
         return image
     raise ValueError(f"{name} is a {type(image).__name__}; expected a numpy array [H, W, 3] "

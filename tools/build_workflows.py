@@ -63,7 +63,9 @@ def build(nodes: list[tuple], columns: dict[int, tuple[int, int]], title: str) -
         node["outputs"] = [{"name": n, "type": t, "links": outputs_links.get((node["id"], i), []), "slot_index": i}
                            for i, (n, t) in enumerate(outs)]
         col, row = columns[node["id"]]
-        node.update(pos=[40 + 340 * col, 40 + 200 * row], size=[300, 150], flags={}, mode=0,
+        rows = max(len(node["inputs"]), len(node["outputs"])) + len(node["widgets_values"])
+        height = 330 if node["type"] in ("LoadImage", "PreviewImage", "SaveImage") else 50 + 24 * rows
+        node.update(pos=[40 + 380 * col, 40 + 360 * row], size=[340, height], flags={}, mode=0,
                     properties={"Node name for S&R": node["type"]})
     return {"last_node_id": max(n["id"] for n in ui_nodes), "last_link_id": len(links), "nodes": ui_nodes,
             "links": links, "groups": [], "config": {}, "extra": {"title": title}, "version": 0.4}
