@@ -77,11 +77,21 @@ def _next_path(prefix: str) -> Path:
     return base.parent / f"{base.name}_{max(numbers, default=0) + 1:05d}.safetensors"
 
 
-def _output_files(kind_suffix: str) -> list[str]:
+def _output_files(file_format: str) -> list[str]:
+    """safetensors files in the output folder whose metadata says `file_format` (headers only are read)."""
+    from ..hyperstyle_core.io_utils import read_safetensors_metadata
+
     root = _comfy.output_directory()
     if not root.is_dir():
         return []
-    return sorted(f.relative_to(root).as_posix() for f in root.rglob(f"*{kind_suffix}*.safetensors"))
+    found = []
+    for f in root.rglob("*.safetensors"):
+        try:
+            if read_safetensors_metadata(f).get("format") == file_format:
+                found.append(f.relative_to(root).as_posix())
+        except (OSError, ValueError):
+            continue
+    return sorted(found)
 
 
 class HyperStyleSaveDeltas:
@@ -117,7 +127,7 @@ class HyperStyleLoadDeltas:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"file": (_output_files("deltas"), {"tooltip": "A deltas file in the output folder."})}}
+        return {"required": {"file": (_output_files("hyperstyle.weight_deltas"), {"tooltip": "A deltas file in the output folder."})}}
 
     def execute(self, file):
         from ..hyperstyle_core.deltas import WeightDeltas
@@ -162,7 +172,7 @@ class HyperStyleLoadLatent:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"file": (_output_files("latent"), {"tooltip": "A latent file in the output folder."})}}
+        return {"required": {"file": (_output_files("hyperstyle.latent"), {"tooltip": "A latent file in the output folder."})}}
 
     def execute(self, file):
         from safetensors import safe_open
