@@ -88,8 +88,9 @@ class SharedWeightsHypernet(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         batch = z.shape[0]
-        h_in = (torch.matmul(z, self.w2) + self.b2).view(batch, self.in_size, self.z_dim)
-        h_final = torch.matmul(h_in, self.w1) + self.b1          # [B, in, out*9] in memory ...
+        # addmm fuses the bias add: one pass less over the 85 MB result per 9 layers (same values).
+        h_in = torch.addmm(self.b2, z, self.w2).view(batch * self.in_size, self.z_dim)
+        h_final = torch.addmm(self.b1, h_in, self.w1)           # [B*in, out*9] in memory ...
         # ... reinterpreted as [B, out, in, 3, 3] exactly as the official view() does.
         return h_final.view(batch, self.out_size, self.in_size, self.f_size, self.f_size)
 
