@@ -358,6 +358,23 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, dtyp
     return model
 
 
+def save_model(model: nn.Module, path: str | os.PathLike, source_name: str = "") -> Path:
+    """Write a model built in memory (e.g. a tiny test model) in the converted-file format, atomically."""
+    from safetensors.torch import save_file
+    from .models import model_config
+
+    kind, config = model_config(model)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if kind == "stylegan2" and getattr(model, "latent_avg", None) is not None:
+        tensors["latent_avg"] = model.latent_avg.detach().cpu().contiguous()
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "config": json.dumps(config),
+                "opts": "{}", "source_name": source_name, "source_sha256": ""}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
 def _example_file(kind: str) -> str:
     return {"hyperstyle": "hyperstyle_ffhq.safetensors", "w_encoder": "faces_w_encoder.safetensors",
             "restyle_e4e": "restyle_e4e_ffhq_encode.safetensors",

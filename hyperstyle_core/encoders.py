@@ -20,8 +20,9 @@ class SEModule(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
-        self.fc1 = nn.Conv2d(channels, channels // reduction, kernel_size=1, bias=False)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, kernel_size=1, bias=False)
+        hidden = max(1, channels // reduction)   # >= 1 only matters for tiny test widths
+        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1, bias=False)
+        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = x.mean(dim=(2, 3), keepdim=True)
@@ -52,27 +53,29 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def ir_se50_body() -> nn.Sequential:
+def ir_se50_body(divisor: int = 1) -> nn.Sequential:
+    """IR-SE50 units (widths / divisor; 1 for real models)."""
     units = []
     for in_channel, depth, n_units in IR50_STAGES:
+        in_channel, depth = in_channel // divisor, depth // divisor
         units.append(BottleneckIRSE(in_channel, depth, 2))
         units += [BottleneckIRSE(depth, depth, 1) for _ in range(n_units - 1)]
     return nn.Sequential(*units)
 
 
-def input_layer(in_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+def input_layer(in_channels: int, width: int = 64) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.PReLU(width))
 
 
 class WEncoder(nn.Module):
     """pSp `WEncoder(50, 'ir_se')`: one W vector per image, repeated over the generator's n_latent entries."""
 
-    def __init__(self, n_latent: int, style_dim: int = 512):
+    def __init__(self, n_latent: int, style_dim: int = 512, divisor: int = 1):
         super().__init__()
         self.n_latent = n_latent
-        self.input_layer = input_layer(3)
-        self.body = ir_se50_body()
-        self.linear = EqualLinear(512, style_dim)
+        self.input_layer = input_layer(3, 64 // divisor)
+        self.body = ir_se50_body(divisor)
+        self.linear = EqualLinear(512 // divisor, style_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [-1, 1] (256x256 faces, 192x256 cars) -> offsets from latent_avg [B, n_latent, D]."""

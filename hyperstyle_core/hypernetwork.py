@@ -56,10 +56,12 @@ class BasicBlock(nn.Module):
         return torch.relu(out + identity)
 
 
-def resnet34_body() -> nn.Sequential:
+def resnet34_body(divisor: int = 1) -> nn.Sequential:
+    """torchvision resnet34 layer1..4 (widths / divisor; 1 for real models)."""
     blocks = []
-    in_c = 64
+    in_c = 64 // divisor
     for out_c, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        out_c //= divisor
         blocks.append(BasicBlock(in_c, out_c, stride))
         blocks += [BasicBlock(out_c, out_c, 1) for _ in range(n - 1)]
         in_c = out_c
@@ -180,11 +182,14 @@ class HyperNetwork(nn.Module):
         if config.variant not in VARIANTS:
             raise ValueError(f"hypernetwork variant must be one of {VARIANTS}, got {config.variant!r}")
         self.config = config
-        self.conv1 = nn.Conv2d(config.input_nc, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.PReLU(64)
-        self.body = resnet34_body()
-        self.shared_weight_hypernet = SharedWeightsHypernet()
+        # Tiny test models shrink every width with the generator; real models have divisor 1.
+        d = config.generator.channel_divisor
+        width = 512 // d
+        self.conv1 = nn.Conv2d(config.input_nc, 64 // d, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64 // d)
+        self.relu = nn.PReLU(64 // d)
+        self.body = resnet34_body(d)
+        self.shared_weight_hypernet = SharedWeightsHypernet(width, width, width)
         table = modulated_layer_table(config.generator)
         self.layer_names = [name for name, *_ in table]
         blocks: list[nn.Module | None] = []
@@ -192,11 +197,11 @@ class HyperNetwork(nn.Module):
             if idx not in config.tuned:
                 blocks.append(None)
             elif idx in SHARED_LAYERS:
-                blocks.append(HyperRefinementBlock(spatial=config.spatial))
+                blocks.append(HyperRefinementBlock(width, 128 // d, config.spatial, width))
             elif config.variant == "shared":
-                blocks.append(RefinementBlock(out_ch, in_ch, k, spatial=config.spatial))
+                blocks.append(RefinementBlock(out_ch, in_ch, k, width, 256 // d, config.spatial, width))
             else:
-                blocks.append(RefinementBlockSeparable(out_ch, in_ch, k, spatial=config.spatial))
+                blocks.append(RefinementBlockSeparable(out_ch, in_ch, k, width, 256 // d, config.spatial, width))
         self.refinement_blocks = nn.ModuleList(blocks)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

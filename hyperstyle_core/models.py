@@ -83,7 +83,8 @@ class WEncoderModel(nn.Module):
     def __init__(self, generator_config: GeneratorConfig, input_spec: InputSpec):
         super().__init__()
         self.input_spec = input_spec
-        self.encoder = WEncoder(generator_config.n_latent, generator_config.style_dim)
+        self.encoder = WEncoder(generator_config.n_latent, generator_config.style_dim,
+                                generator_config.channel_divisor)
         self.decoder = Generator(generator_config)
         self.register_buffer("latent_avg", torch.zeros(generator_config.n_latent, generator_config.style_dim))
 
@@ -107,3 +108,19 @@ class ReStyleE4EModel(nn.Module):
     @property
     def generator(self) -> Generator:
         return self.decoder
+
+
+def model_config(model: nn.Module) -> tuple[str, dict]:
+    """(kind, architecture config) of a model, as stored in converted files' metadata."""
+    if isinstance(model, HyperStyleModel):
+        c = model.config
+        return "hyperstyle", {"generator": c.generator.to_json_dict(), "layers_to_tune": list(c.layers_to_tune),
+                              "variant": c.variant, "input_nc": c.input_nc, "input": model.input_spec.to_json_dict()}
+    if isinstance(model, WEncoderModel):
+        return "w_encoder", {"generator": model.decoder.config.to_json_dict(), "input": model.input_spec.to_json_dict()}
+    if isinstance(model, ReStyleE4EModel):
+        return "restyle_e4e", {"generator": model.decoder.config.to_json_dict(), "input": model.input_spec.to_json_dict(),
+                               "input_nc": model.encoder.input_layer[0].in_channels}
+    if isinstance(model, Generator):
+        return "stylegan2", {"generator": model.config.to_json_dict()}
+    raise ValueError(f"cannot describe a {type(model).__name__}")

@@ -1,0 +1,50 @@
+"""Tiny, randomly initialised models for tests and demos (seconds per image, no weights needed).
+
+They have the real architectures with every width divided by `divisor`; results are meaningless images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoints import save_model
+from .hypernetwork import HyperNetConfig
+from .models import HyperStyleModel, InputSpec, WEncoderModel
+from .stylegan2 import Generator, GeneratorConfig
+
+
+def tiny_generator_config(size: int = 64, divisor: int = 16) -> GeneratorConfig:
+    return GeneratorConfig(size, style_dim=512 // divisor, n_mlp=2, channel_divisor=divisor)
+
+
+def make_tiny_models(seed: int = 0, size: int = 64, divisor: int = 16) -> tuple[HyperStyleModel, WEncoderModel]:
+    """(HyperStyleModel, WEncoderModel) with random weights; small but non-zero weight deltas."""
+    gen = torch.Generator().manual_seed(seed)
+    config = tiny_generator_config(size, divisor)
+    hs = HyperStyleModel(HyperNetConfig(config), InputSpec())
+    we = WEncoderModel(config, InputSpec())
+    for model in (hs, we):
+        for name, p in model.named_parameters():
+            if p.ndim >= 2:
+                p.data.copy_(torch.randn(p.shape, generator=gen) / max(1.0, p[0].numel() ** 0.5))
+    with torch.no_grad():
+        w = hs.hypernet.shared_weight_hypernet
+        for t in (w.w1, w.w2):
+            t.mul_(0.05)
+        hs.latent_avg.copy_(torch.randn(hs.latent_avg.shape, generator=gen) * 0.1)
+    hs.decoder.load_state_dict(we.decoder.state_dict())   # one generator, as in the real files
+    return hs.eval().requires_grad_(False), we.eval().requires_grad_(False)
+
+
+def write_tiny_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """Save tiny models as hyperstyle_ffhq.safetensors / faces_w_encoder.safetensors in `folder`."""
+    folder = Path(folder)
+    hs, we = make_tiny_models(seed)
+    return (save_model(hs, folder / "hyperstyle_ffhq.safetensors", "tiny"),
+            save_model(we, folder / "faces_w_encoder.safetensors", "tiny"))
+
+
+def tiny_generator(seed: int = 0, size: int = 64, divisor: int = 16) -> Generator:
+    torch.manual_seed(seed)
+    return Generator(tiny_generator_config(size, divisor)).eval().requires_grad_(False)
