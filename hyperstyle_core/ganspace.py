@@ -45,13 +45,14 @@ CARS_PRESETS: list[GanSpaceEdit] = [GanSpaceEdit(0, 0, 5, 2), GanSpaceEdit(0, 0,
 CARS_PRESET_NAMES: tuple[str, ...] = ("pose_1", "pose_2", "cube", "color", "grass")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # tensors have no single truth value: compare by identity
 class GanSpaceDirections:
     """PCA statistics of W, in the layout of the official `cars_pca.pt`.
 
     Attributes:
         mean: [1, D] mean W vector.
-        std: [K] standard deviation of W along each component (sqrt of the explained variance), descending.
+        std: [K] standard deviation of W along each component (sqrt of the explained variance). Descending from
+            compute_ganspace; the official cars_pca.pt is only nearly so (e.g. std[11] < std[12]).
         comp: [K, 1, D] unit-norm, mutually orthogonal principal directions, largest variance first.
         name: label used in messages.
         provenance: string facts about where the statistics came from (saved as metadata).

@@ -43,7 +43,7 @@ def _as_labels(labels: torch.Tensor | Sequence, n: int) -> torch.Tensor:
     if labels.shape[0] != n:
         raise ValueError(f"got {n} latents but {labels.shape[0]} labels; pass one label per latent")
     if labels.dtype != torch.bool:
-        if not torch.isin(labels.double(), torch.tensor([0.0, 1.0], dtype=torch.float64)).all():
+        if not ((labels == 0) | (labels == 1)).all():
             raise ValueError("labels must be 0/1 or bool. For continuous attribute scores use boundary_from_scores "
                              "(or threshold them yourself)")
         labels = labels != 0
@@ -107,7 +107,7 @@ def fit_direction(latents: torch.Tensor, labels: torch.Tensor | Sequence, method
         raise ValueError("latents contain NaN or inf values; drop those samples before fitting")
     if standardize:
         mu = x.mean(0)
-        sigma = x.std(0) if x.shape[0] > 1 else torch.ones_like(mu)
+        sigma = x.std(0)
         sigma = torch.where(sigma > 1e-12, sigma, torch.ones_like(sigma))   # constant features carry no signal
         x = (x - mu) / sigma
     else:
@@ -176,7 +176,7 @@ def boundary_from_scores(latents: torch.Tensor, scores: torch.Tensor | Sequence,
 
 
 def save_direction(direction: LatentDirection, path: str | os.PathLike) -> Path:
-    """Write a direction as the converter writes official ones, so `load_direction` / `load(expect="direction")` read it.
+    """Write a direction as `convert` writes official ones; `load_direction` / `load(expect="direction")` read it.
 
     Args:
         direction: vector [1, D] or [1, n_latent, D].

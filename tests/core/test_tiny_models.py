@@ -23,3 +23,27 @@ def test_tiny_models_round_trip_and_invert(tmp_path):
     assert all(torch.isfinite(d).all() for d in result.deltas.values())
     assert (result.images[-1] - result.initial).abs().max() > 0      # deltas do something
     assert elapsed < 10, f"tiny inversion took {elapsed:.1f} s"
+
+
+def test_separable_variant_builds_saves_and_predicts_full_kernels(tmp_path):
+    """The separable hypernetwork (no released checkpoint) gives [B, out, in, 3, 3] offsets for the non-shared
+    layers that vary over the kernel (unlike the per-channel blocks), and its files round-trip with the variant."""
+    from hyperstyle_core.checkpoints import read_info, save_model
+    from hyperstyle_core.hypernetwork import HyperNetConfig
+    from hyperstyle_core.models import HyperStyleModel, InputSpec
+    from hyperstyle_core.testing import tiny_generator_config
+
+    torch.manual_seed(0)
+    config = HyperNetConfig(tiny_generator_config(size=256), variant="separable")
+    model = HyperStyleModel(config, InputSpec()).eval()
+    path = save_model(model, tmp_path / "separable.safetensors")
+    assert read_info(path)["config"]["variant"] == "separable"
+    loaded = load(path, device="cpu")
+    out = loaded.hypernet(torch.rand(2, 6, 256, 256))
+    assert set(out) == {loaded.generator.layer_names[i] for i in config.tuned}
+    kernel = out["convs.9"]                                  # delta index 15: non-shared, 512/16 -> 256/16 ch
+    assert kernel.shape == (2, 16, 16, 3, 3)
+    assert not torch.allclose(kernel[..., 0, 0], kernel[..., 1, 1])   # full 3x3, not repeated per channel
+    shared = HyperStyleModel(HyperNetConfig(tiny_generator_config(size=256)), InputSpec()).eval()
+    per_channel = shared.hypernet(torch.rand(2, 6, 256, 256))["convs.9"]
+    assert torch.equal(per_channel[..., 0, 0], per_channel[..., 1, 1])
