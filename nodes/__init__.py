@@ -1,7 +1,9 @@
 """ComfyUI nodes of the HyperStyle pack: thin wrappers over hyperstyle_core."""
 from .deltas import (HyperStyleLoadDeltas, HyperStyleLoadLatent, HyperStyleSaveDeltas, HyperStyleSaveLatent,
                      HyperStyleTransferDeltas)
-from .edit import HyperStyleLatentEdit, HyperStyleLatentEditSweep
+from .animate import HyperStyleInterpolate, HyperStyleSaveAnimation
+from .edit import (HyperStyleComputeGanSpace, HyperStyleFitDirection, HyperStyleGanSpaceEdit, HyperStyleLatentEdit,
+                   HyperStyleLatentEditSweep, HyperStyleLoadGanSpace)
 from .face import HyperStyleAlignFace, HyperStylePasteBack
 from .invert import HyperStyleEncode, HyperStyleEncodeReStyle, HyperStyleGenerate, HyperStyleRefine
 from .loaders import (HyperStyleLoadDirection, HyperStyleLoadGenerator, HyperStyleLoadModel, HyperStyleLoadReStyle,
@@ -22,6 +24,12 @@ NODE_CLASS_MAPPINGS = {
     "HyperStyleGenerate": HyperStyleGenerate,
     "HyperStyleLatentEdit": HyperStyleLatentEdit,
     "HyperStyleLatentEditSweep": HyperStyleLatentEditSweep,
+    "HyperStyleLoadGanSpace": HyperStyleLoadGanSpace,
+    "HyperStyleComputeGanSpace": HyperStyleComputeGanSpace,
+    "HyperStyleGanSpaceEdit": HyperStyleGanSpaceEdit,
+    "HyperStyleFitDirection": HyperStyleFitDirection,
+    "HyperStyleInterpolate": HyperStyleInterpolate,
+    "HyperStyleSaveAnimation": HyperStyleSaveAnimation,
     "HyperStyleTransferDeltas": HyperStyleTransferDeltas,
     "HyperStyleSaveDeltas": HyperStyleSaveDeltas,
     "HyperStyleLoadDeltas": HyperStyleLoadDeltas,
@@ -44,6 +52,12 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HyperStyleGenerate": "HyperStyle Generate",
     "HyperStyleLatentEdit": "HyperStyle Latent Edit",
     "HyperStyleLatentEditSweep": "HyperStyle Latent Edit Sweep",
+    "HyperStyleLoadGanSpace": "HyperStyle Load GANSpace",
+    "HyperStyleComputeGanSpace": "HyperStyle Compute GANSpace",
+    "HyperStyleGanSpaceEdit": "HyperStyle GANSpace Edit",
+    "HyperStyleFitDirection": "HyperStyle Fit Direction",
+    "HyperStyleInterpolate": "HyperStyle Interpolate",
+    "HyperStyleSaveAnimation": "HyperStyle Save Animation",
     "HyperStyleTransferDeltas": "HyperStyle Transfer Deltas",
     "HyperStyleSaveDeltas": "HyperStyle Save Deltas",
     "HyperStyleLoadDeltas": "HyperStyle Load Deltas",

@@ -59,3 +59,127 @@ class HyperStyleLatentEditSweep:
                 index = torch.arange(latent.shape[0]).repeat_interleave(steps)
                 deltas = deltas.index(index)
         return (swept, deltas)
+
+
+class HyperStyleLoadGanSpace:
+    CATEGORY = "HyperStyle/edit"
+    FUNCTION = "execute"
+    DESCRIPTION = ("Loads GANSpace PCA directions: the official cars_pca.pt (read safely) or a directions file "
+                   "written by HyperStyle Compute GANSpace / the CLI.")
+    RETURN_TYPES = ("HYPERSTYLE_GANSPACE",)
+    RETURN_NAMES = ("ganspace",)
+    OUTPUT_TOOLTIPS = ("PCA directions (mean, std, components) for HyperStyle GANSpace Edit.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ._comfy import list_model_files
+        return {"required": {"file": (list_model_files(), {"tooltip": "cars_pca.pt or a GANSpace .safetensors in "
+                                                                      "the hyperstyle model folder."})}}
+
+    def execute(self, file):
+        from ..hyperstyle_core.ganspace import load_ganspace
+        from ._comfy import resolve_model_path
+        return (load_ganspace(resolve_model_path(file)),)
+
+
+class HyperStyleComputeGanSpace:
+    CATEGORY = "HyperStyle/edit"
+    FUNCTION = "execute"
+    DESCRIPTION = ("Computes GANSpace directions for any generator: PCA of W = mapping(z) over random z. Optionally "
+                   "saves them into the output folder (reuse with HyperStyle Load GANSpace after moving the file "
+                   "into models/hyperstyle).")
+    RETURN_TYPES = ("HYPERSTYLE_GANSPACE",)
+    RETURN_NAMES = ("ganspace",)
+    OUTPUT_TOOLTIPS = ("PCA directions, components sorted by explained variance.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "generator": ("HYPERSTYLE_GENERATOR", {"tooltip": "Generator whose mapping network is analysed."}),
+            "n_samples": ("INT", {"default": 100000, "min": 1000, "max": 2000000, "step": 1000,
+                                  "tooltip": "Random z samples (GANSpace uses 1e6; 1e5 is plenty for the top 80)."}),
+            "n_components": ("INT", {"default": 80, "min": 1, "max": 512, "tooltip": "Components kept."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "Sampling seed.",
+                             "control_after_generate": False}),
+            "filename_prefix": ("STRING", {"default": "", "tooltip": "If set, also save as <output>/<prefix>.safetensors."}),
+        }}
+
+    def execute(self, generator, n_samples=100000, n_components=80, seed=0, filename_prefix=""):
+        from ..hyperstyle_core.ganspace import compute_ganspace, save_ganspace
+        from . import _comfy
+        progress = _comfy.Progress(n_samples)
+
+        def on_progress(done, total=None):
+            progress.step(max(0, done - progress.done))
+        directions = compute_ganspace(generator, n_samples=n_samples,
+                                      n_components=min(n_components, generator.config.style_dim), seed=seed,
+                                      progress=on_progress)
+        if filename_prefix.strip():
+            from .deltas import _safe_prefix
+            save_ganspace(directions, _comfy.output_directory() / f"{_safe_prefix(filename_prefix)}.safetensors")
+        return (directions,)
+
+
+class HyperStyleGanSpaceEdit:
+    CATEGORY = "HyperStyle/edit"
+    FUNCTION = "execute"
+    DESCRIPTION = ("GANSpace edit as the official cars editor: sets the latent's coordinate along one PCA component "
+                   "to `strength` standard deviations on style layers start..end-1 (e.g. cars presets 0/0/5/2 pose, "
+                   "16/3/6/25 cube, 22/9/11/-8 colour, 41/9/11/-18 grass).")
+    RETURN_TYPES = ("HYPERSTYLE_LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("Edited W+ codes.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": ("HYPERSTYLE_LATENT", {"tooltip": "W+ codes [B, n_styles, 512]."}),
+            "ganspace": ("HYPERSTYLE_GANSPACE", {"tooltip": "Directions from Load / Compute GANSpace."}),
+            "component": ("INT", {"default": 0, "min": 0, "max": 511, "tooltip": "PCA component index."}),
+            "start_layer": ("INT", {"default": 0, "min": 0, "max": 17, "tooltip": "First style layer edited."}),
+            "end_layer": ("INT", {"default": 5, "min": 1, "max": 18, "tooltip": "One past the last layer edited."}),
+            "strength": ("FLOAT", {"default": 2.0, "min": -50.0, "max": 50.0, "step": 0.5,
+                                   "tooltip": "Target coordinate in standard deviations along the component."}),
+        }}
+
+    def execute(self, latent, ganspace, component=0, start_layer=0, end_layer=5, strength=2.0):
+        from ..hyperstyle_core.ganspace import ganspace_edit
+        return (ganspace_edit(latent, ganspace, component, start_layer, end_layer, strength),)
+
+
+class HyperStyleFitDirection:
+    CATEGORY = "HyperStyle/edit"
+    FUNCTION = "execute"
+    DESCRIPTION = ("Fits your own InterFaceGAN direction from labelled latents (e.g. encode a batch of photos and "
+                   "tag each with 1 = has the attribute, 0 = not): the normal of a linear SVM / logistic boundary, "
+                   "pointing towards label 1. Saves it into the output folder when a name is given.")
+    RETURN_TYPES = ("HYPERSTYLE_DIRECTION",)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("Unit-norm direction for HyperStyle Latent Edit.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": ("HYPERSTYLE_LATENT", {"tooltip": "Codes of the labelled images (at least 2 per class)."}),
+            "labels": ("STRING", {"default": "1,0", "multiline": False,
+                                  "tooltip": "One 0/1 label per latent, comma or space separated, in batch order."}),
+            "method": (["svm", "logistic"], {"default": "svm", "tooltip": "Linear SVM (InterFaceGAN) or logistic."}),
+            "filename_prefix": ("STRING", {"default": "", "tooltip": "If set, save <output>/<prefix>.safetensors "
+                                                                    "(a direction file Load Direction reads)."}),
+        }}
+
+    def execute(self, latent, labels, method="svm", filename_prefix=""):
+        import re
+
+        from ..hyperstyle_core.interfacegan import fit_direction, save_direction
+        from . import _comfy
+        values = [v for v in re.split(r"[,\s]+", labels.strip()) if v]
+        try:
+            parsed = [int(v) for v in values]
+        except ValueError:
+            raise ValueError(f"labels must be 0/1 numbers separated by commas, got {labels!r}") from None
+        direction = fit_direction(latent, parsed, method=method, name=filename_prefix.strip() or "fitted")
+        if filename_prefix.strip():
+            from .deltas import _safe_prefix
+            save_direction(direction, _comfy.output_directory() / f"{_safe_prefix(filename_prefix)}.safetensors")
+        return (direction,)

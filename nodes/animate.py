@@ -1,0 +1,79 @@
+"""Animation nodes: interpolate between two inversions, save frame batches as GIF / WebP / PNG frames."""
+from __future__ import annotations
+
+from . import _comfy
+
+FORMATS = ["gif", "webp", "png frames"]
+
+
+class HyperStyleInterpolate:
+    CATEGORY = "HyperStyle/animate"
+    FUNCTION = "execute"
+    DESCRIPTION = ("Linear interpolation between two inverted images: latents and weight deltas together, so every "
+                   "frame keeps the refinement. Render with HyperStyle Generate, save with Save Animation.")
+    RETURN_TYPES = ("HYPERSTYLE_LATENT", "HYPERSTYLE_DELTAS")
+    RETURN_NAMES = ("latent", "deltas")
+    OUTPUT_TOOLTIPS = ("One latent per frame.", "One set of deltas per frame (None if no deltas were given).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent_a": ("HYPERSTYLE_LATENT", {"tooltip": "Start latent (batch 1, or the first of the batch)."}),
+            "latent_b": ("HYPERSTYLE_LATENT", {"tooltip": "End latent."}),
+            "frames": ("INT", {"default": 16, "min": 2, "max": 240, "tooltip": "Frames including both ends."}),
+            "sample_a": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": "Which sample of latent_a's batch."}),
+            "sample_b": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": "Which sample of latent_b's batch."}),
+        }, "optional": {
+            "deltas_a": ("HYPERSTYLE_DELTAS", {"tooltip": "Deltas of the start image."}),
+            "deltas_b": ("HYPERSTYLE_DELTAS", {"tooltip": "Deltas of the end image."}),
+        }}
+
+    def execute(self, latent_a, latent_b, frames=16, sample_a=0, sample_b=0, deltas_a=None, deltas_b=None):
+        from ..hyperstyle_core.animation import interpolate
+
+        for name, latent, index in (("latent_a", latent_a, sample_a), ("latent_b", latent_b, sample_b)):
+            if index >= latent.shape[0]:
+                raise ValueError(f"{name} has {latent.shape[0]} sample(s); sample index {index} does not exist")
+        pick = (lambda d, i: None if d is None else (d if d.batch_size == 1 else d.index(i)))
+        return interpolate(latent_a[sample_a:sample_a + 1], latent_b[sample_b:sample_b + 1],
+                           pick(deltas_a, sample_a), pick(deltas_b, sample_b), frames)
+
+
+class HyperStyleSaveAnimation:
+    CATEGORY = "HyperStyle/animate"
+    FUNCTION = "execute"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Saves an image batch (e.g. an edit sweep or an interpolation) as an animated GIF/WebP or PNG frames."
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("The written file (or folder for PNG frames).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "Frames in order."}),
+            "filename_prefix": ("STRING", {"default": "hyperstyle/animation",
+                                           "tooltip": "Relative name in the output folder; a counter is added."}),
+            "format": (FORMATS, {"default": "webp", "tooltip": "Animated GIF, animated WebP, or numbered PNGs."}),
+            "fps": ("FLOAT", {"default": 12.0, "min": 1.0, "max": 60.0, "step": 1.0, "tooltip": "Frames per second."}),
+            "loop": ("BOOLEAN", {"default": True, "tooltip": "Loop forever (GIF/WebP)."}),
+        }}
+
+    def execute(self, images, filename_prefix="hyperstyle/animation", format="webp", fps=12.0, loop=True):
+        from ..hyperstyle_core.animation import save_animation, save_frames
+        from ._images import to_rgb
+        from .deltas import _safe_prefix
+
+        frames = to_rgb(images, "HyperStyle Save Animation images").float().cpu()
+        base = _comfy.output_directory() / _safe_prefix(filename_prefix)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        suffix = {"gif": ".gif", "webp": ".webp"}.get(format, "")
+        while any(base.parent.glob(f"{base.name}_{n:05d}*")):   # one counter for files and frame folders
+            n += 1
+        target = base.parent / f"{base.name}_{n:05d}{suffix}"
+        if format == "png frames":
+            save_frames(frames, target, prefix="frame")
+        else:
+            save_animation(frames, target, fps=fps, loop=loop)
+        return {"ui": {"text": [str(target)]}, "result": (str(target),)}
