@@ -10,12 +10,17 @@ Public API:
 from .alignment import AlignmentInfo, align_face, align_image, detect_faces, paste_back
 from .checkpoints import convert, load, read_info
 from .deltas import TOONIFY_LAYERS, GeneratorSignature, WeightDeltas
+from .animation import interpolate, save_animation
+from .ganspace import GanSpaceDirections, compute_ganspace, ganspace_edit, load_ganspace, save_ganspace
+from .interfacegan import fit_direction, save_direction
 from .editing import LatentDirection, apply_direction, load_direction, sweep_direction
 from .inversion import InversionResult, ReStyleResult, generate, invert, refine, restyle_e4e_invert, w_encode
 from .models import HyperStyleModel, ReStyleE4EModel, WEncoderModel
 from .stylegan2 import Generator, GeneratorConfig
 
 __all__ = [
+    "interpolate", "save_animation", "GanSpaceDirections", "compute_ganspace", "ganspace_edit", "load_ganspace",
+    "save_ganspace", "fit_direction", "save_direction",
     "AlignmentInfo", "align_face", "align_image", "detect_faces", "paste_back",
     "convert", "load", "read_info", "invert", "refine", "LatentDirection", "apply_direction", "load_direction",
     "sweep_direction", "generate", "restyle_e4e_invert", "w_encode", "InversionResult", "ReStyleResult",
