@@ -6,6 +6,7 @@ from .edit import (HyperStyleComputeGanSpace, HyperStyleFitDirection, HyperStyle
                    HyperStyleLatentEditSweep, HyperStyleLoadGanSpace)
 from .face import HyperStyleAlignFace, HyperStylePasteBack
 from .invert import HyperStyleEncode, HyperStyleEncodeReStyle, HyperStyleGenerate, HyperStyleRefine
+from .styleclip import HyperStyleComputeStyleCLIPDirections, HyperStyleStyleCLIPEdit
 from .loaders import (HyperStyleLoadDirection, HyperStyleLoadGenerator, HyperStyleLoadModel, HyperStyleLoadReStyle,
                       HyperStyleLoadWEncoder, HyperStyleUnloadModels)
 
@@ -28,6 +29,8 @@ NODE_CLASS_MAPPINGS = {
     "HyperStyleComputeGanSpace": HyperStyleComputeGanSpace,
     "HyperStyleGanSpaceEdit": HyperStyleGanSpaceEdit,
     "HyperStyleFitDirection": HyperStyleFitDirection,
+    "HyperStyleStyleCLIPEdit": HyperStyleStyleCLIPEdit,
+    "HyperStyleComputeStyleCLIPDirections": HyperStyleComputeStyleCLIPDirections,
     "HyperStyleInterpolate": HyperStyleInterpolate,
     "HyperStyleSaveAnimation": HyperStyleSaveAnimation,
     "HyperStyleTransferDeltas": HyperStyleTransferDeltas,
@@ -56,6 +59,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HyperStyleComputeGanSpace": "HyperStyle Compute GANSpace",
     "HyperStyleGanSpaceEdit": "HyperStyle GANSpace Edit",
     "HyperStyleFitDirection": "HyperStyle Fit Direction",
+    "HyperStyleStyleCLIPEdit": "HyperStyle StyleCLIP Edit",
+    "HyperStyleComputeStyleCLIPDirections": "HyperStyle Compute StyleCLIP Directions",
     "HyperStyleInterpolate": "HyperStyle Interpolate",
     "HyperStyleSaveAnimation": "HyperStyle Save Animation",
     "HyperStyleTransferDeltas": "HyperStyle Transfer Deltas",

@@ -198,3 +198,18 @@ class HyperStyleUnloadModels:
         n = unload_all()
         log.info("HyperStyle: released %d cached model(s)", n)
         return (images,)
+
+
+def load_clip_cached(name: str):
+    """A CLIP model from the hyperstyle model folders (shares the model cache)."""
+    from ..hyperstyle_core.styleclip import load_clip
+
+    path = _comfy.resolve_model_path(name)
+    device = _comfy.torch_device()
+    key = _cache_key(path, device, "clip")
+    with _lock:
+        model = _cache.get(key)
+        if model is None:
+            model = load_clip(path, device=device)
+            _cache[key] = model
+        return model

@@ -65,3 +65,37 @@ def test_interpolate_and_save_animation(nodes, comfy_env):
         assert im.n_frames == 4
     folder = nodes["HyperStyleSaveAnimation"]().execute(frames, "hyperstyle/anim", "png frames")["result"][0]
     assert len(list((comfy_env / "output" / "hyperstyle").glob("anim_00002/frame_*.png"))) == 4, folder
+
+
+def test_styleclip_nodes_on_a_tiny_generator_and_clip(nodes, pack, models_dir, comfy_env):
+    """Compute fs3 for a generator, then edit by text: the deltas stay applied and alpha 0 is the plain render."""
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+    from test_styleclip import tiny_clip
+    from hyperstyle_pack.hyperstyle_core import styleclip as sc
+    from hyperstyle_pack.hyperstyle_core.deltas import GeneratorSignature, WeightDeltas
+    from hyperstyle_pack.hyperstyle_core.testing import tiny_generator
+
+    clip_model = tiny_clip()
+    save_file({k: v.contiguous() for k, v in clip_model.state_dict().items()}, str(models_dir / "tiny_clip.safetensors"))
+    generator = tiny_generator(size=32)
+    means, stds = sc.compute_s_stats(generator, n_samples=2000)
+    sc.save_s_stats(models_dir / "tiny_s_stats.safetensors", means, stds, generator.layer_names)
+    path = nodes["HyperStyleComputeStyleCLIPDirections"]().execute(generator, "tiny_clip.safetensors", 4,
+                                                                   "fs3_tiny")["result"][0]
+    shutil.copy(path, models_dir / "fs3_tiny.safetensors")
+    latent = generator.mapping(torch.randn(2, 32))
+    sig = GeneratorSignature.of(generator)
+    name, o, i, k = sig.layers[2]
+    deltas = WeightDeltas({name: 0.2 * torch.randn(2, o, i, k, k)}, sig)
+    args = (generator, latent, "tiny_clip.safetensors", "tiny_s_stats.safetensors", "fs3_tiny.safetensors",
+            "face", "smiling face")
+    (edited,) = nodes["HyperStyleStyleCLIPEdit"]().execute(*args, alpha=3.0, beta=0.0, deltas=deltas)
+    (same,) = nodes["HyperStyleStyleCLIPEdit"]().execute(*args, alpha=0.0, beta=0.0, deltas=deltas)
+    (plain,) = nodes["HyperStyleGenerate"]().execute(generator, latent, deltas=deltas)
+    assert edited.shape == (2, 32, 32, 3)
+    assert torch.allclose(same, plain, atol=1e-5)
+    assert (edited - plain).abs().mean() > 1e-4

@@ -1,0 +1,118 @@
+"""StyleCLIP global-direction nodes: edit by text in style space with the deltas kept, and compute the per-channel
+CLIP directions (fs3) for any generator. CLIP weights come from the user's model folder; nothing is downloaded."""
+from __future__ import annotations
+
+from . import _comfy
+from ._images import model_output_to_comfy
+
+TEMPLATE_TOOLTIP = ("Prompt templates, one per line, each with {} for the text. The official edit averages the 79 "
+                    "templates of editing/styleclip/global_directions/templates.txt (paste them here).")
+
+
+def _stats(name: str):
+    from ..hyperstyle_core.styleclip import load_s_stats, read_s_mean_std
+    path = _comfy.resolve_model_path(name)
+    return load_s_stats(path) if path.suffix == ".safetensors" else read_s_mean_std(path)
+
+
+class HyperStyleStyleCLIPEdit:
+    CATEGORY = "HyperStyle/edit"
+    FUNCTION = "execute"
+    DESCRIPTION = ("StyleCLIP global direction: neutral -> target text gives a style-space (S) direction; channels "
+                   "with relevance below beta are dropped; the image is re-rendered from S + alpha x direction with "
+                   "its HyperStyle deltas, as the official StyleCLIP editing of HyperStyle.")
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("Edited images at the generator's resolution.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = _comfy.list_model_files()
+        return {"required": {
+            "generator": ("HYPERSTYLE_GENERATOR", {"tooltip": "Generator (the HyperStyle model's)."}),
+            "latent": ("HYPERSTYLE_LATENT", {"tooltip": "Codes from HyperStyle Encode."}),
+            "clip_model": (files, {"tooltip": "CLIP weights (ViT-B-32.pt from OpenAI, or converted .safetensors)."}),
+            "s_statistics": (files, {"tooltip": "S_mean_std converted to .safetensors (per-layer S std)."}),
+            "channel_directions": (files, {"tooltip": "fs3 directions (.safetensors from Compute StyleCLIP "
+                                                      "Directions, or converted fs3)."}),
+            "neutral_text": ("STRING", {"default": "face", "tooltip": "What the image is now."}),
+            "target_text": ("STRING", {"default": "smiling face", "tooltip": "What it should become."}),
+            "alpha": ("FLOAT", {"default": 3.0, "min": -10.0, "max": 10.0, "step": 0.1,
+                                "tooltip": "Edit strength (official sweeps -5..5)."}),
+            "beta": ("FLOAT", {"default": 0.12, "min": 0.0, "max": 0.99, "step": 0.01,
+                               "tooltip": "Disentanglement threshold: higher keeps fewer channels."}),
+            "templates": ("STRING", {"default": "a photo of a {}.", "multiline": True, "tooltip": TEMPLATE_TOOLTIP}),
+        }, "optional": {
+            "deltas": ("HYPERSTYLE_DELTAS", {"tooltip": "The images' deltas (one set, or one per latent)."}),
+        }}
+
+    def execute(self, generator, latent, clip_model, s_statistics, channel_directions, neutral_text, target_text,
+                alpha=3.0, beta=0.12, templates="a photo of a {}.", deltas=None):
+        import torch
+
+        from ..hyperstyle_core import styleclip as sc
+        from .loaders import load_clip_cached
+
+        template_list = [t.strip() for t in templates.splitlines() if t.strip()]
+        model = load_clip_cached(clip_model)
+        delta_i = sc.text_direction(model, None, neutral_text, target_text, template_list)
+        _, stds = _stats(s_statistics)
+        delta_i_c, _ = sc.load_channel_directions(_comfy.resolve_model_path(channel_directions))
+        direction = sc.global_direction(delta_i.float().cpu(), delta_i_c, stds, beta)
+        progress = _comfy.Progress(latent.shape[0])
+        param = generator.input.input
+        out = []
+        for i in range(latent.shape[0]):
+            with torch.no_grad():
+                codes = generator.style_codes(generator.broadcast_latent(latent[i:i + 1].to(param.device, param.dtype)))
+                edited = sc.apply_global_direction(codes, {k: v.to(param.device, param.dtype)
+                                                           for k, v in direction.items()}, alpha)
+                d = None if deltas is None else (deltas if deltas.batch_size == 1 else deltas.index(i))
+                if d is not None:
+                    d.check_compatible(generator)
+                    d = {k: v.to(param.device, param.dtype) for k, v in d.items()}
+                out.append(model_output_to_comfy(sc.render_style_codes(generator, edited, d)))
+            progress.step()
+        return (torch.cat(out),)
+
+
+class HyperStyleComputeStyleCLIPDirections:
+    CATEGORY = "HyperStyle/edit"
+    FUNCTION = "execute"
+    OUTPUT_NODE = True
+    DESCRIPTION = ("Computes StyleCLIP's per-channel CLIP directions (the official fs3) for any generator, so text "
+                   "edits work beyond FFHQ. Slow: every style channel is rendered n_samples times. Writes the file "
+                   "into the output folder; move it to models/hyperstyle to use it.")
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("The written .safetensors file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "generator": ("HYPERSTYLE_GENERATOR", {"tooltip": "Generator to analyse."}),
+            "clip_model": (_comfy.list_model_files(), {"tooltip": "CLIP weights (ViT-B-32.pt or .safetensors)."}),
+            "n_samples": ("INT", {"default": 100, "min": 2, "max": 10000,
+                                  "tooltip": "Latents per channel (official: 100)."}),
+            "filename_prefix": ("STRING", {"default": "hyperstyle/fs3", "tooltip": "Relative output name."}),
+        }}
+
+    def execute(self, generator, clip_model, n_samples=100, filename_prefix="hyperstyle/fs3"):
+        from ..hyperstyle_core import styleclip as sc
+        from .deltas import _safe_prefix
+        from .loaders import load_clip_cached
+
+        model = load_clip_cached(clip_model)
+        progress = _comfy.Progress(100)
+        state = {"done": 0}
+
+        def on_progress(done, total):
+            pct = int(100 * done / max(total, 1))
+            progress.step(max(0, pct - state["done"]))
+            state["done"] = max(state["done"], pct)
+        delta_i_c = sc.compute_channel_directions(generator, model, n_samples, progress=on_progress)
+        layers = sc.styleclip_edit_layers(generator.layer_names)
+        sizes = [dict((n, i) for n, _, i, _ in generator.layer_table)[name] for name in layers]
+        path = _comfy.output_directory() / f"{_safe_prefix(filename_prefix)}.safetensors"
+        sc.save_channel_directions(path, delta_i_c, layers, sizes)
+        return {"ui": {"text": [str(path)]}, "result": (str(path),)}
