@@ -164,9 +164,9 @@ def classes(pack, comfy_env):
     return {**pack.NODE_CLASS_MAPPINGS, **CORE_NODES}
 
 
-def test_there_are_three_workflows():
-    assert [p.name for p in WORKFLOWS] == ["hyperstyle_batch.json", "hyperstyle_invert_edit.json",
-                                           "hyperstyle_toonify.json"]
+def test_the_documented_workflows_exist():
+    assert {p.name for p in WORKFLOWS} >= {"hyperstyle_batch.json", "hyperstyle_invert_edit.json", "hyperstyle_edit_sweep.json",
+                                           "hyperstyle_toonify.json"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -185,6 +185,13 @@ def test_workflow_runs(path, classes):
         for im in saved.values():   # pasted back at the photo's own size
             assert im.shape[1:3] == photo.shape[:2]
         assert not torch.equal(saved["HyperStyle/age"], saved["HyperStyle/smile"])
+    if path.stem == "hyperstyle_edit_sweep":
+        pasted = [im for p, im in _Sink.collected if p == "HyperStyle/age_sweep_pasted"][0]
+        assert pasted.shape[0] == 5                                   # one composite per sweep factor
+        animations = list((Path(__import__("os").environ["HYPERSTYLE_OUTPUT_DIR"]) / "HyperStyle").glob("age_sweep_*.webp"))
+        assert len(animations) == 1
+        with Image.open(animations[0]) as im:
+            assert im.n_frames == 5
     if path.stem == "hyperstyle_batch":
         saved = [im for p, im in _Sink.collected if p == "HyperStyle/batch"][0]
         assert saved.shape[0] == 3

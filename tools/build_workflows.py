@@ -142,8 +142,32 @@ def batch():
     return build(nodes, columns, "HyperStyle: several photos in one batch")
 
 
+def edit_sweep():
+    nodes = [
+        (1, "LoadImage", ["face_image.jpg", "image"], {}),
+        (2, "HyperStyleAlignFace", [256, "largest", 0, "error"], {"image": (1, 0)}),
+        (3, "HyperStyleLoadModel", ["hyperstyle_ffhq.safetensors", "fp32"], {}),
+        (4, "HyperStyleLoadWEncoder", ["faces_w_encoder.safetensors", "fp32"], {}),
+        (5, "HyperStyleEncode", [4], {"model": (3, 0), "w_encoder": (4, 0), "image": (2, 0)}),
+        (6, "HyperStyleRefine", [5, False, 4], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)}),
+        (7, "HyperStyleLoadDirection", ["age.safetensors"], {}),
+        (8, "HyperStyleLatentEditSweep", [-3.0, 3.0, 5], {"latent": (5, 0), "direction": (7, 0), "deltas": (6, 0)}),
+        (9, "HyperStyleGenerate", [1.0, False, 4], {"generator": (3, 1), "latent": (8, 0), "deltas": (8, 1)}),
+        (10, "HyperStyleSaveAnimation", ["HyperStyle/age_sweep", "webp", 4.0, True], {"images": (9, 0)}),
+        (11, "HyperStylePasteBack", [0.1], {"original": (1, 0), "face": (9, 0), "alignment": (2, 1)}),
+        (12, "SaveImage", ["HyperStyle/age_sweep_pasted"], {"images": (11, 0)}),
+        (13, "HyperStyleComputeGanSpace", [10000, 16, 0, ""], {"generator": (3, 1)}),
+        (14, "HyperStyleGanSpaceEdit", [0, 0, 8, 3.0], {"latent": (5, 0), "ganspace": (13, 0)}),
+        (15, "HyperStyleGenerate", [1.0, False, 4], {"generator": (3, 1), "latent": (14, 0), "deltas": (6, 0)}),
+        (16, "PreviewImage", [], {"images": (15, 0)}),
+    ]
+    columns = {1: (0, 0), 2: (1, 0), 3: (0, 1), 4: (0, 2), 5: (1, 1), 6: (2, 1), 7: (2, 0), 8: (3, 0), 9: (4, 0),
+               10: (5, 0), 11: (5, 1), 12: (6, 1), 13: (2, 2), 14: (3, 2), 15: (4, 2), 16: (5, 2)}
+    return build(nodes, columns, "HyperStyle: age sweep (animation + pasted frames) and a GANSpace edit")
+
+
 WORKFLOWS = {"hyperstyle_invert_edit.json": invert_edit, "hyperstyle_toonify.json": toonify,
-             "hyperstyle_batch.json": batch}
+             "hyperstyle_batch.json": batch, "hyperstyle_edit_sweep.json": edit_sweep}
 
 if __name__ == "__main__":
     out = REPO / "workflows"
