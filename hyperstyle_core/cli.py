@@ -1,15 +1,29 @@
-"""Command line: `python -m hyperstyle_core {convert,invert,bench} ...`."""
+"""Command line: `hyperstyle` / `python -m hyperstyle_core` with sub-commands
+
+    download  fetch official checkpoints by name (resumable, verified) and convert them into models/
+    convert   official .pt checkpoints -> safetensors
+    align     FFHQ-align the faces of photos (folder or files) -> <name>_aligned.png + <name>_alignment.json
+    invert    invert aligned crops -> <name>_inversion.png, _latent and _deltas .safetensors
+    edit      InterFaceGAN edits of photos, or of saved latent + deltas files
+    transfer  domain adaptation (Toonify, StyleGAN-NADA) of photos or saved latent + deltas files
+    run       the whole chain on a folder: align, invert, edit, transfer, paste back; resumable, with a manifest
+    bench     benchmark
+    ganspace, styleclip-stats, styleclip-directions, clip-convert, fit-direction, animate: see cli_edit.py
+
+Exit codes: 0 success, 1 some inputs failed (see the manifest), 2 bad arguments / models, 130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger("hyperstyle_core")
+from .batch import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+log = logging.getLogger("hyperstyle_core")
 
 
 def _cmd_convert(args) -> int:
@@ -89,6 +103,90 @@ def _cmd_invert(args) -> int:
     return 1 if failures else 0
 
 
+def _run_options(args, products, **extra):
+    from .batch import RunOptions, parse_edits
+    return RunOptions(
+        models=getattr(args, "models", "models"), hyperstyle=getattr(args, "hyperstyle", None),
+        w_encoder=getattr(args, "w_encoder", None), restyle=getattr(args, "restyle", None), align=args.align,
+        align_size=args.align_size,
+        iterations=getattr(args, "iterations", 5), batch_size=args.batch_size,
+        edits=parse_edits(getattr(args, "edit", None)), transfers=tuple(getattr(args, "transfer", None) or ()),
+        transfer_latent=getattr(args, "transfer_latent", "restyle"), paste=getattr(args, "paste", True),
+        products=frozenset(products), pattern=args.pattern, max_pixels=args.max_pixels, force=args.force,
+        device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", None), **extra)
+
+
+def _report(record, summary) -> None:
+    if record["status"] != "ok":
+        from tqdm import tqdm
+        tqdm.write(f"{record['status']}: {record['file']}: {record['reason']}", file=sys.stderr)
+
+
+def _folder_run(inputs, args, options) -> int:
+    from .batch import run_folder
+    output = Path(args.output)
+    summary = run_folder(inputs, output, options, progress=not args.quiet, on_record=_report)
+    print(f"{summary.line()}\nmanifest: {output / 'manifest.jsonl'}")
+    return 1 if summary.error else 0
+
+
+def _cmd_run(args) -> int:
+    from .batch import PRODUCTS
+    products = set(PRODUCTS)
+    if not args.save_latents:
+        products -= {"latent", "deltas"}
+    return _folder_run(args.input, args, _run_options(args, products))
+
+
+def _cmd_align(args) -> int:
+    args.align = True
+    return _folder_run(args.inputs, args, _run_options(args, {"aligned", "alignment"}))
+
+
+def _cmd_edit(args) -> int:
+    return _edit_or_transfer(args, {"edits", "pasted"})
+
+
+def _cmd_transfer(args) -> int:
+    return _edit_or_transfer(args, {"transfers"})
+
+
+def _edit_or_transfer(args, products) -> int:
+    """Photos are inverted first; latent files, or folders holding them (a run's output), are rendered again."""
+    from .batch import LATENT_SUFFIX
+    latent = any(p.endswith(LATENT_SUFFIX) or (Path(p).is_dir() and any(Path(p).glob(f"*{LATENT_SUFFIX}")))
+                 for p in args.inputs)
+    if latent:
+        args.pattern = f"*{LATENT_SUFFIX}"
+    return _folder_run(args.inputs, args, _run_options(args, products, read_latents=latent))
+
+
+def _cmd_download(args) -> int:
+    from . import download as dl
+    if args.list:
+        print(dl.describe_registry())
+        return 0
+    if not args.names:
+        print("error: name the checkpoints to download (see --list), e.g. hyperstyle download faces", file=sys.stderr)
+        return 2
+    names = dl.expand_names(args.names)
+    if (args.url or args.sha256 or args.size) and len(names) != 1:
+        print("error: --url, --sha256 and --size apply to a single checkpoint; name exactly one", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in names:
+        try:
+            path = dl.download(name, args.models, url=args.url, sha256=args.sha256, size=args.size,
+                               mirror=args.mirror, keep_source=args.keep_pt, force=args.force, retries=args.retries,
+                               progress=not args.quiet)
+        except (ValueError, FileNotFoundError, OSError) as e:
+            print(f"error: {name}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name} -> {path}")
+    return 1 if failed else 0
+
+
 def _cmd_bench(rest: list[str]) -> int:
     from .bench import main
     return main(rest)
@@ -117,7 +215,107 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--dtype", default=None, help="float32 (default), float16 or bfloat16 (GPU only)")
     i.set_defaults(func=_cmd_invert)
 
+    d = sub.add_parser("download", help="download official checkpoints by name and convert them into models/",
+                       description="Download official checkpoints (resuming interrupted transfers, verifying size "
+                                   "and sha256 where known) and convert them to safetensors in the models folder.")
+    d.add_argument("names", nargs="*", help="checkpoint names or groups (see --list), e.g. faces, hyperstyle_ffhq, age")
+    d.add_argument("--models", default="models", help="models folder (default models/)")
+    d.add_argument("--mirror", default=os.environ.get("HYPERSTYLE_DOWNLOAD_BASE") or None,
+                   help="base URL of a mirror holding the official file names (default: $HYPERSTYLE_DOWNLOAD_BASE); "
+                        "replaces the official links")
+    d.add_argument("--url", default=None, help="download this URL instead (one name only)")
+    d.add_argument("--sha256", default=None, help="expected sha256 of the downloaded file (one name only)")
+    d.add_argument("--size", type=int, default=None, help="expected size in bytes (one name only)")
+    d.add_argument("--keep-pt", action="store_true", help="keep the original .pt beside the converted file")
+    d.add_argument("--force", action="store_true", help="download again even if the converted file exists")
+    d.add_argument("--retries", type=int, default=3, help="resume attempts after a dropped connection (default 3)")
+    d.add_argument("--list", action="store_true", help="list the known checkpoints and groups")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_download)
+
+    def folder_options(q, models=True):
+        q.add_argument("--output", "--out", dest="output", default="output", help="output folder (default output/)")
+        if models:
+            q.add_argument("--models", default="models", help="models folder (default models/)")
+            q.add_argument("--hyperstyle", default=None, help="HyperStyle model file (default MODELS/hyperstyle_ffhq)")
+            q.add_argument("--w-encoder", default=None, help="W-encoder file (default MODELS/faces_w_encoder)")
+            q.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+            q.add_argument("--dtype", default=None, help="float32 (default), float16 or bfloat16 (GPU only)")
+            q.add_argument("--iterations", type=int, default=5, help="refinement iterations (official default 5)")
+        q.add_argument("--batch-size", type=int, default=None,
+                       help="images processed together (default: 1 on CPU, where it is fastest, 4 on a GPU)")
+        q.add_argument("--align-size", type=int, default=1024,
+                       help="side of the aligned crop (official align script: 1024); the encoders see it at 256")
+        q.add_argument("--pattern", default="*", help='file names to take from folders, ";"-separated globs '
+                                                     '(default: every file; non-images are recorded as skipped)')
+        q.add_argument("--max-pixels", type=int, default=80_000_000,
+                       help="skip pictures with more pixels than this (default 80 million)")
+        q.add_argument("--force", action="store_true", help="process every file again, ignoring the manifest")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def align_flag(q):
+        q.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
+                       help="FFHQ-align faces first (default); --no-align: inputs are aligned crops")
+        q.add_argument("--paste", action=argparse.BooleanOptionalAction, default=True,
+                       help="paste the faces back into the photos (with alignment; default yes)")
+
+    def edit_flags(q, required=False):
+        q.add_argument("--edit", action="append", default=None, required=required,
+                       help="InterFaceGAN edits NAME=FACTOR[,NAME=FACTOR...], e.g. age=+3,smile=-1 (direction files "
+                            "NAME.safetensors or NAME.pt in --models); repeatable")
+
+    def transfer_flags(q, required=False):
+        q.add_argument("--transfer", action="append", default=None, required=required,
+                       help="generator for domain adaptation, e.g. toonify.safetensors (path or name in --models); "
+                            "renders with the image's deltas on the official Toonify layers; repeatable")
+        q.add_argument("--transfer-latent", choices=["restyle", "w"], default="restyle",
+                       help="codes rendered by --transfer: restyle (official: ReStyle-e4e, needs "
+                            "restyle_e4e_ffhq_encode.safetensors) or w (the W-encoder codes)")
+        q.add_argument("--restyle", default=None, help="ReStyle-e4e file (default MODELS/restyle_e4e_ffhq_encode)")
+
+    r = sub.add_parser("run", help="align, invert, edit, transfer and paste back a whole folder (resumable)",
+                       description="The whole chain on a folder, streamed in batches. Writes OUTPUT/manifest.jsonl "
+                                   "(one line per input: ok, skipped or error with a reason) and per image "
+                                   "<name>_aligned.png, _alignment.json, _inversion.png, _pasted.png, _<edit>.png, "
+                                   "_<edit>_pasted.png, _<transfer>.png, _latent.safetensors, _deltas.safetensors. "
+                                   "Re-running skips finished images.")
+    r.add_argument("--input", nargs="+", required=True, help="input folder (or folders / image files)")
+    folder_options(r)
+    align_flag(r)
+    edit_flags(r)
+    transfer_flags(r)
+    r.add_argument("--save-latents", action=argparse.BooleanOptionalAction, default=True,
+                   help="write _latent and _deltas .safetensors (default yes; needed by edit/transfer later)")
+    r.set_defaults(func=_cmd_run)
+
+    a = sub.add_parser("align", help="FFHQ-align the faces in photos (dlib): <name>_aligned.png + _alignment.json")
+    a.add_argument("inputs", nargs="+", help="photos or folders")
+    folder_options(a, models=False)
+    a.set_defaults(func=_cmd_align)
+
+    e = sub.add_parser("edit", help="InterFaceGAN edits of photos, or of saved _latent/_deltas files",
+                       description="Inputs are photos (inverted first; aligned unless --no-align) or "
+                                   "*_latent.safetensors files / a run's output folder (re-rendered with their "
+                                   "_deltas). Writes <name>_<edit>.png (and _<edit>_pasted.png for aligned photos).")
+    e.add_argument("inputs", nargs="+", help="photos, folders, or *_latent.safetensors files")
+    folder_options(e)
+    align_flag(e)
+    edit_flags(e, required=True)
+    e.set_defaults(func=_cmd_edit)
+
+    t = sub.add_parser("transfer", help="domain adaptation (e.g. Toonify) of photos or saved _latent/_deltas files",
+                       description="Renders each image's latent with a fine-tuned generator, keeping its HyperStyle "
+                                   "deltas on the official Toonify layers. Writes <name>_<generator>.png.")
+    t.add_argument("inputs", nargs="+", help="photos, folders, or *_latent.safetensors files")
+    folder_options(t)
+    align_flag(t)
+    transfer_flags(t, required=True)
+    t.set_defaults(func=_cmd_transfer)
+
     sub.add_parser("bench", help="benchmark (see python -m hyperstyle_core.bench --help)", add_help=False)
+
+    from .cli_edit import add_edit_commands     # ganspace, styleclip-*, clip-convert, fit-direction, animate
+    add_edit_commands(sub)
     return p
 
 
@@ -132,3 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130

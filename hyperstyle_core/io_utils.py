@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+_UMASK = os.umask(0o022)    # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -23,6 +25,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)     # mkstemp (and some writers) make 0600; give the usual permissions
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

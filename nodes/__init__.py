@@ -5,6 +5,7 @@ from .animate import HyperStyleInterpolate, HyperStyleSaveAnimation
 from .edit import (HyperStyleComputeGanSpace, HyperStyleFitDirection, HyperStyleGanSpaceEdit, HyperStyleLatentEdit,
                    HyperStyleLatentEditSweep, HyperStyleLoadGanSpace)
 from .face import HyperStyleAlignFace, HyperStylePasteBack
+from .folder import HyperStyleLoadImageFolder, HyperStyleSaveImagesNamed
 from .invert import HyperStyleEncode, HyperStyleEncodeReStyle, HyperStyleGenerate, HyperStyleRefine
 from .styleclip import HyperStyleComputeStyleCLIPDirections, HyperStyleStyleCLIPEdit
 from .loaders import (HyperStyleLoadDirection, HyperStyleLoadGenerator, HyperStyleLoadModel, HyperStyleLoadReStyle,
@@ -38,6 +39,8 @@ NODE_CLASS_MAPPINGS = {
     "HyperStyleLoadDeltas": HyperStyleLoadDeltas,
     "HyperStyleSaveLatent": HyperStyleSaveLatent,
     "HyperStyleLoadLatent": HyperStyleLoadLatent,
+    "HyperStyleLoadImageFolder": HyperStyleLoadImageFolder,
+    "HyperStyleSaveImagesNamed": HyperStyleSaveImagesNamed,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -68,4 +71,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HyperStyleLoadDeltas": "HyperStyle Load Deltas",
     "HyperStyleSaveLatent": "HyperStyle Save Latent",
     "HyperStyleLoadLatent": "HyperStyle Load Latent",
+    "HyperStyleLoadImageFolder": "HyperStyle Load Image Folder",
+    "HyperStyleSaveImagesNamed": "HyperStyle Save Images Named",
 }

@@ -116,3 +116,10 @@ def output_directory() -> Path:
     if IN_COMFY:
         return Path(folder_paths.get_output_directory())
     return Path(os.environ.get("HYPERSTYLE_OUTPUT_DIR", "output"))
+
+
+def input_directory() -> Path:
+    """ComfyUI's input folder (outside ComfyUI: $HYPERSTYLE_INPUT_DIR, default ./input)."""
+    if IN_COMFY:
+        return Path(folder_paths.get_input_directory())
+    return Path(os.environ.get("HYPERSTYLE_INPUT_DIR", "input"))

@@ -159,14 +159,22 @@ def run_workflow(path: Path, classes: dict) -> dict:
     return results
 
 
+FOLDER_PHOTOS = ("aligned_bezos.jpg", "car_image.jpg", "face_image.jpg")   # the input folder of hyperstyle_folder
+
+
 @pytest.fixture()
-def classes(pack, comfy_env):
+def classes(pack, comfy_env, monkeypatch):
+    inputs = comfy_env / "input"
+    inputs.mkdir()
+    for name in FOLDER_PHOTOS:
+        (inputs / name).symlink_to(PHOTOS / name)
+    monkeypatch.setenv("HYPERSTYLE_INPUT_DIR", str(inputs))
     return {**pack.NODE_CLASS_MAPPINGS, **CORE_NODES}
 
 
 def test_the_documented_workflows_exist():
     assert {p.name for p in WORKFLOWS} >= {"hyperstyle_batch.json", "hyperstyle_invert_edit.json", "hyperstyle_edit_sweep.json",
-                                           "hyperstyle_toonify.json"}
+                                           "hyperstyle_toonify.json", "hyperstyle_folder.json"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -195,6 +203,9 @@ def test_workflow_runs(path, classes):
     if path.stem == "hyperstyle_batch":
         saved = [im for p, im in _Sink.collected if p == "HyperStyle/batch"][0]
         assert saved.shape[0] == 3
+    if path.stem == "hyperstyle_folder":     # every photo saved under its own name (car_image: no face, unchanged)
+        saved = Path(__import__("os").environ["HYPERSTYLE_OUTPUT_DIR"]) / "hyperstyle_folder"
+        assert sorted(p.name for p in saved.iterdir()) == [Path(n).stem + "_pasted.png" for n in FOLDER_PHOTOS]
 
 
 def test_workflow_model_names_are_the_documented_ones():

@@ -39,7 +39,8 @@ def _signature(node_type: str, mappings):
     inputs = {}
     for section in ("required", "optional"):
         for name, spec in cls.INPUT_TYPES().get(section, {}).items():
-            if isinstance(spec[0], str) and spec[0] not in ("INT", "FLOAT", "BOOLEAN", "STRING"):
+            force = len(spec) > 1 and spec[1].get("forceInput")     # a primitive shown as a socket
+            if isinstance(spec[0], str) and (force or spec[0] not in ("INT", "FLOAT", "BOOLEAN", "STRING")):
                 inputs[name] = spec[0]
     names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
     return inputs, list(zip(names, cls.RETURN_TYPES))
@@ -166,8 +167,27 @@ def edit_sweep():
     return build(nodes, columns, "HyperStyle: age sweep (animation + pasted frames) and a GANSpace edit")
 
 
+def folder():
+    nodes = [
+        (1, "HyperStyleLoadImageFolder", ["", "*.jpg;*.jpeg;*.png;*.webp", 4, 0, "pad"], {}),
+        (2, "HyperStyleAlignFace", [256, "largest", 0, "skip"], {"image": (1, 0)}),
+        (3, "HyperStyleLoadModel", ["hyperstyle_ffhq.safetensors", "fp32"], {}),
+        (4, "HyperStyleLoadWEncoder", ["faces_w_encoder.safetensors", "fp32"], {}),
+        (5, "HyperStyleEncode", [4], {"model": (3, 0), "w_encoder": (4, 0), "image": (2, 0)}),
+        (6, "HyperStyleRefine", [5, False, 4], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)}),
+        (7, "HyperStyleGenerate", [1.0, False, 4], {"generator": (3, 1), "latent": (5, 0), "deltas": (6, 0)}),
+        (8, "HyperStylePasteBack", [0.1], {"original": (1, 0), "face": (7, 0), "alignment": (2, 1)}),
+        (9, "HyperStyleSaveImagesNamed", ["hyperstyle_folder", "_pasted"], {"images": (8, 0), "names": (1, 1)}),
+        (10, "PreviewImage", [], {"images": (7, 0)}),
+    ]
+    columns = {1: (0, 0), 2: (1, 0), 3: (0, 1), 4: (0, 2), 5: (1, 1), 6: (2, 1), 7: (3, 1), 8: (4, 0), 9: (5, 0),
+               10: (4, 1)}
+    return build(nodes, columns, "HyperStyle: a folder of photos (input folder), pasted back under their names")
+
+
 WORKFLOWS = {"hyperstyle_invert_edit.json": invert_edit, "hyperstyle_toonify.json": toonify,
-             "hyperstyle_batch.json": batch, "hyperstyle_edit_sweep.json": edit_sweep}
+             "hyperstyle_batch.json": batch, "hyperstyle_edit_sweep.json": edit_sweep,
+             "hyperstyle_folder.json": folder}
 
 if __name__ == "__main__":
     out = REPO / "workflows"

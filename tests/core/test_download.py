@@ -1,0 +1,222 @@
+"""`hyperstyle download` against a local HTTP server on 127.0.0.1 serving recipe-built and official files:
+plain download + convert, resumed transfers (Range), corrupted files, 404, a web page instead of the file."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import SHARED
+
+from hyperstyle_core import load, load_direction, read_info
+from hyperstyle_core.cli import main
+from hyperstyle_core.download import REGISTRY, DownloadError, download, expand_names
+
+DIRECTIONS = SHARED / "data" / "official" / "editing" / "interfacegan"
+
+
+class FileServer(http.server.ThreadingHTTPServer):
+    """Serves `files` {url path: file}; supports Range; can drop a connection or answer with a web page."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.files: dict[str, Path] = {}
+        self.drop_after: dict[str, int] = {}      # url path -> bytes sent before the connection is cut (once)
+        self.ignore_range: set[str] = set()
+        self.html: set[str] = set()
+        self.requests: list[tuple[str, str | None]] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: FileServer
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        if self.path in srv.html:
+            body = b"<!DOCTYPE html><html><body>Google Drive - Quota exceeded</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        path = srv.files.get(self.path)
+        if path is None:
+            self.send_error(404, "Not Found")
+            return
+        data = path.read_bytes()
+        start = 0
+        m = re.match(r"bytes=(\d+)-$", self.headers.get("Range") or "")
+        if m and self.path not in srv.ignore_range:
+            start = int(m.group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        cut = srv.drop_after.pop(self.path, None)
+        if cut is not None:      # a dropped connection: part of the body, then the socket closes
+            self.wfile.write(data[start:start + cut])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture()
+def server():
+    srv = FileServer()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def generator_pt(converted):
+    """An official-format rosinality generator checkpoint built by the recipe (256 config, ~120 MB)."""
+    return converted.pt("stylegan2_256", name="stylegan2-ffhq-config-f")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_download_and_convert_from_a_mirror(server, generator_pt, tmp_path, capsys):
+    server.files["/stylegan2-ffhq-config-f.pt"] = generator_pt
+    server.files["/age.pt"] = DIRECTIONS / "age.pt"
+    models = tmp_path / "models"
+    code = main(["download", "stylegan2-ffhq-config-f", "age", "--models", str(models), "--mirror", server.base,
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in models.iterdir()) == ["age.safetensors", "stylegan2-ffhq-config-f.safetensors"]
+    info = read_info(models / "stylegan2-ffhq-config-f.safetensors")
+    assert info["kind"] == "stylegan2" and info["config"]["generator"]["size"] == 256
+    assert info["metadata"]["source_sha256"] == sha256(generator_pt)     # what was downloaded is recorded
+    load(models / "stylegan2-ffhq-config-f.safetensors", device="cpu", expect="stylegan2")
+    assert load_direction(models / "age.safetensors").vector.shape == (1, 512)
+    assert [r for r, _ in server.requests] == ["/stylegan2-ffhq-config-f.pt", "/age.pt"]
+    # Already there: nothing is fetched again.
+    assert main(["download", "age", "--models", str(models), "--mirror", server.base, "--quiet"]) == 0
+    assert len(server.requests) == 2
+
+
+def test_dropped_connection_is_resumed_with_a_range_request(server, generator_pt, tmp_path):
+    server.files["/stylegan2-ffhq-config-f.pt"] = generator_pt
+    server.drop_after["/stylegan2-ffhq-config-f.pt"] = 30_000_000
+    target = download("stylegan2-ffhq-config-f", tmp_path, mirror=server.base, retry_wait=0.01)
+    assert server.requests == [("/stylegan2-ffhq-config-f.pt", None),
+                               ("/stylegan2-ffhq-config-f.pt", "bytes=30000000-")]
+    assert read_info(target)["metadata"]["source_sha256"] == sha256(generator_pt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stylegan2-ffhq-config-f.safetensors"]
+
+
+def test_interrupted_download_resumes_on_the_next_command(server, generator_pt, tmp_path, monkeypatch, capsys):
+    server.files["/stylegan2-ffhq-config-f.pt"] = generator_pt
+    server.drop_after["/stylegan2-ffhq-config-f.pt"] = 50_000_000
+    monkeypatch.setenv("HYPERSTYLE_DOWNLOAD_BASE", server.base)     # the mirror from the environment
+    args = ["download", "stylegan2-ffhq-config-f", "--models", str(tmp_path), "--retries", "0", "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "was interrupted" in err and "run the same command again to resume it" in err
+    part = tmp_path / "stylegan2-ffhq-config-f.pt.part"
+    assert part.stat().st_size == 50_000_000 and not (tmp_path / "stylegan2-ffhq-config-f.safetensors").exists()
+    assert main(args) == 0
+    assert server.requests[-1] == ("/stylegan2-ffhq-config-f.pt", "bytes=50000000-")
+    assert not part.exists() and not (tmp_path / "stylegan2-ffhq-config-f.pt").exists()
+    target = tmp_path / "stylegan2-ffhq-config-f.safetensors"
+    assert read_info(target)["metadata"]["source_sha256"] == sha256(generator_pt)
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    server.files["/smile.pt"] = DIRECTIONS / "smile.pt"
+    server.drop_after["/smile.pt"] = 1000
+    server.ignore_range.add("/smile.pt")
+    target = download("smile", tmp_path, mirror=server.base, retry_wait=0.01)
+    assert server.requests[1] == ("/smile.pt", "bytes=1000-")      # asked to resume, got the whole file again
+    assert read_info(target)["metadata"]["source_sha256"] == REGISTRY["smile"].sha256
+
+
+def test_corrupted_file_is_refused_and_nothing_is_left(server, tmp_path, capsys):
+    tampered = tmp_path / "age.pt"
+    data = bytearray((DIRECTIONS / "age.pt").read_bytes())
+    data[-100] ^= 0x01      # same size, one bit flipped
+    tampered.write_bytes(bytes(data))
+    server.files["/age.pt"] = tampered
+    models = tmp_path / "models"
+    assert main(["download", "age", "--models", str(models), "--mirror", server.base, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"expected {REGISTRY['age'].sha256}" in err and "corrupt" in err and "was deleted" in err
+    assert list(models.iterdir()) == []
+    # --url/--sha256 for any file: a wrong hash is refused the same way.
+    server.files["/files/x"] = DIRECTIONS / "smile.pt"
+    assert main(["download", "my_direction", "--url", f"{server.base}/files/x", "--sha256", "0" * 64,
+                 "--models", str(models), "--quiet"]) == 1
+    assert "has sha256" in capsys.readouterr().err and list(models.iterdir()) == []
+    assert main(["download", "my_direction", "--url", f"{server.base}/files/x", "--sha256", sha256(DIRECTIONS /
+                 "smile.pt"), "--models", str(models), "--quiet"]) == 0
+    assert [p.name for p in models.iterdir()] == ["my_direction.safetensors"]
+
+
+def test_wrong_size_404_and_web_page_are_clear_errors(server, tmp_path):
+    server.files["/age.pt"] = DIRECTIONS / "pose.pt"      # a different file under the expected name
+    with pytest.raises(DownloadError, match=r"offers 37624 bytes but age\.pt has 2808: it is another file"):
+        download("age", tmp_path, mirror=server.base)
+    with pytest.raises(DownloadError, match=r"answered HTTP 404 .*the file is not there"):
+        download("smile", tmp_path, mirror=server.base)
+    server.html.add("/hyperstyle_ffhq.pt")
+    page = r"https://drive\.google\.com/file/d/1C3dEIIH1y8w1-zQMCyx7rDF0ndswSXh4/view"
+    with pytest.raises(DownloadError, match=r"sent a web page instead of hyperstyle_ffhq\.pt .*quota.*Open " + page):
+        download("hyperstyle_ffhq", tmp_path, mirror=server.base)
+    with pytest.raises(ValueError, match=r"unknown checkpoint 'nope'\. Known: hyperstyle_ffhq"):
+        download("nope", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_downloaded_file_that_is_no_checkpoint_is_deleted(server, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 4096)
+    server.files["/toonify.pt"] = junk
+    models = tmp_path / "models"
+    with pytest.raises(DownloadError, match=r"toonify\.pt was downloaded but is not a checkpoint.*it was deleted"):
+        download("toonify", models, mirror=server.base)
+    assert list(models.iterdir()) == []
+
+
+def test_registry_and_groups(capsys):
+    assert main(["download", "--list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("hyperstyle_ffhq", "faces_w_encoder", "restyle_e4e_ffhq_encode", "toonify", "age", "faces"):
+        assert name in listing
+    assert expand_names(["faces", "age", "toonify"]) == ["hyperstyle_ffhq", "faces_w_encoder", "age", "smile", "pose",
+                                                         "toonify"]
+    for name in ("age", "smile", "pose"):     # the official repository's files: size and hash are known
+        entry = REGISTRY[name]
+        assert entry.size == (DIRECTIONS / f"{name}.pt").stat().st_size
+        assert entry.sha256 == sha256(DIRECTIONS / f"{name}.pt")
+    assert all(e.urls[0].startswith("https://") for e in REGISTRY.values())
+    assert main(["download", "--models", "x"]) == 2
+    assert main(["download", "age", "smile", "--sha256", "0" * 64]) == 2
