@@ -72,14 +72,20 @@ def build(nodes: list[tuple], columns: dict[int, tuple[int, int]], title: str) -
             "links": links, "groups": [], "config": {}, "extra": {"title": title}, "version": 0.4}
 
 
-def invert_edit():
-    nodes = [
+# Nodes 1-6 shared by the single-photo workflows: photo -> align -> encode -> refine (model is node 3, latent 5,
+# deltas 6, alignment 2).
+PHOTO_TO_DELTAS = [
         (1, "LoadImage", ["face_image.jpg", "image"], {}),
         (2, "HyperStyleAlignFace", [256, "largest", 0, "error"], {"image": (1, 0)}),
         (3, "HyperStyleLoadModel", ["hyperstyle_ffhq.safetensors", "fp32"], {}),
         (4, "HyperStyleLoadWEncoder", ["faces_w_encoder.safetensors", "fp32"], {}),
         (5, "HyperStyleEncode", [4], {"model": (3, 0), "w_encoder": (4, 0), "image": (2, 0)}),
         (6, "HyperStyleRefine", [5, False, 4], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)}),
+]
+
+
+def invert_edit():
+    nodes = PHOTO_TO_DELTAS + [
         (7, "HyperStyleGenerate", [1.0, False, 4], {"generator": (3, 1), "latent": (5, 0), "deltas": (6, 0)}),
         (8, "HyperStyleLoadDirection", ["age.safetensors"], {}),
         (9, "HyperStyleLatentEdit", [3.0], {"latent": (5, 0), "direction": (8, 0)}),
@@ -100,13 +106,7 @@ def invert_edit():
 
 
 def toonify():
-    nodes = [
-        (1, "LoadImage", ["face_image.jpg", "image"], {}),
-        (2, "HyperStyleAlignFace", [256, "largest", 0, "error"], {"image": (1, 0)}),
-        (3, "HyperStyleLoadModel", ["hyperstyle_ffhq.safetensors", "fp32"], {}),
-        (4, "HyperStyleLoadWEncoder", ["faces_w_encoder.safetensors", "fp32"], {}),
-        (5, "HyperStyleEncode", [4], {"model": (3, 0), "w_encoder": (4, 0), "image": (2, 0)}),
-        (6, "HyperStyleRefine", [5, False, 4], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)}),
+    nodes = PHOTO_TO_DELTAS + [
         (7, "HyperStyleLoadReStyle", ["restyle_e4e_ffhq_encode.safetensors", "fp32"], {}),
         (8, "HyperStyleEncodeReStyle", [2, 4], {"restyle": (7, 0), "image": (2, 0)}),
         (9, "HyperStyleLoadGenerator", ["toonify.safetensors", "fp32"], {}),
@@ -144,13 +144,7 @@ def batch():
 
 
 def edit_sweep():
-    nodes = [
-        (1, "LoadImage", ["face_image.jpg", "image"], {}),
-        (2, "HyperStyleAlignFace", [256, "largest", 0, "error"], {"image": (1, 0)}),
-        (3, "HyperStyleLoadModel", ["hyperstyle_ffhq.safetensors", "fp32"], {}),
-        (4, "HyperStyleLoadWEncoder", ["faces_w_encoder.safetensors", "fp32"], {}),
-        (5, "HyperStyleEncode", [4], {"model": (3, 0), "w_encoder": (4, 0), "image": (2, 0)}),
-        (6, "HyperStyleRefine", [5, False, 4], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)}),
+    nodes = PHOTO_TO_DELTAS + [
         (7, "HyperStyleLoadDirection", ["age.safetensors"], {}),
         (8, "HyperStyleLatentEditSweep", [-3.0, 3.0, 5], {"latent": (5, 0), "direction": (7, 0), "deltas": (6, 0)}),
         (9, "HyperStyleGenerate", [1.0, False, 4], {"generator": (3, 1), "latent": (8, 0), "deltas": (8, 1)}),
