@@ -676,24 +676,17 @@ class _Runner:
             item.x = pil_to_input(item.aligned, spec.height, spec.width)
 
     def _read_latent(self, item: _Item) -> None:
-        from safetensors import safe_open
-
         from .deltas import WeightDeltas
-        from .io_utils import read_safetensors_metadata
+        from .latents import load_latent_file
 
         path = item.file.path
         try:
-            meta = read_safetensors_metadata(path)
+            tensors = load_latent_file(path)
         except (ValueError, FileNotFoundError) as e:
             raise _Skip("error", "bad_latent", str(e)) from None
-        if meta.get("format") != "hyperstyle.latent":
-            raise _Skip("error", "bad_latent", f"{path.name} is not a latent file (format {meta.get('format')!r}); "
-                                               f"use the _latent.safetensors files that run/invert write")
-        with safe_open(str(path), "pt") as f:
-            keys = set(f.keys())
-            item.latent = f.get_tensor("latent")
-            if "restyle_latent" in keys:
-                item.restyle_latent = f.get_tensor("restyle_latent")
+        item.latent = tensors["latent"]
+        if "restyle_latent" in tensors:
+            item.restyle_latent = tensors["restyle_latent"]
         deltas_path = path.with_name(path.name[:-len(LATENT_SUFFIX)] + "_deltas.safetensors")
         if not deltas_path.exists():
             raise _Skip("error", "missing_deltas", f"{deltas_path.name} (the weight deltas of {path.name}) is missing; "
@@ -778,11 +771,10 @@ class _Runner:
         return out
 
     def _write(self, item: _Item, i: int, rendered: dict) -> list[str]:
-        from safetensors.torch import save_file
-
         from .alignment import paste_back
         from .images import tensor_to_pil
         from .io_utils import atomic_path
+        from .latents import save_latent
 
         opts, out, p = self.options, item.out, self.options.products
         written: list[str] = []
@@ -814,12 +806,11 @@ class _Runner:
         for label, images in rendered.get("transfers", {}).items():
             save_png(f"{out}_{label}.png", tensor_to_pil(images[i]))
         if not latent_input and "latent" in p:
-            tensors = {"latent": rendered["latent"][i:i + 1].contiguous()}
+            extra = {}
             if rendered.get("restyle_latent") is not None:
-                tensors["restyle_latent"] = rendered["restyle_latent"][i:i + 1].contiguous()
-            with atomic_path(self.output / f"{out}{LATENT_SUFFIX}") as tmp:
-                save_file(tensors, str(tmp), metadata={"format": "hyperstyle.latent", "version": "1",
-                                                       "source_image": item.file.key})
+                extra["restyle_latent"] = rendered["restyle_latent"][i:i + 1]
+            save_latent(self.output / f"{out}{LATENT_SUFFIX}", rendered["latent"][i:i + 1], extra,
+                        {"source_image": item.file.key})
             written.append(f"{out}{LATENT_SUFFIX}")
         if not latent_input and "deltas" in p:
             rendered["deltas"].index(i).save(self.output / f"{out}_deltas.safetensors",

@@ -92,10 +92,8 @@ def _cmd_invert(args) -> int:
                 with atomic_path(out_dir / f"{stem}_iter{i}.png") as tmp:
                     tensor_to_pil(image[0]).save(tmp, format="PNG")
         result.deltas.save(out_dir / f"{stem}_deltas.safetensors", {"source_image": path.name})
-        from safetensors.torch import save_file
-        with atomic_path(out_dir / f"{stem}_latent.safetensors") as tmp:
-            save_file({"latent": result.latent.contiguous().cpu()}, str(tmp),
-                      metadata={"format": "hyperstyle.latent", "version": "1", "source_image": path.name})
+        from .latents import save_latent
+        save_latent(out_dir / f"{stem}_latent.safetensors", result.latent, extra_metadata={"source_image": path.name})
         tqdm.write(f"{path.name}: {time.perf_counter() - t0:.1f} s -> {out_dir / (stem + '_inversion.png')}")
         del result
         if torch.cuda.is_available():

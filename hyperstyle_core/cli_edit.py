@@ -120,8 +120,6 @@ def _cmd_fit_direction(args) -> int:
 
 
 def _cmd_animate(args) -> int:
-    from safetensors.torch import load_file
-
     from .animation import interpolate, save_animation
     from .checkpoints import load
     from .deltas import WeightDeltas
@@ -129,7 +127,8 @@ def _cmd_animate(args) -> int:
 
     generator = load(args.generator, args.device, expect=None)
     generator = getattr(generator, "generator", generator)
-    latents = [load_file(p)["latent"] for p in (args.latent_a, args.latent_b)]
+    from .latents import load_latent
+    latents = [load_latent(p) for p in (args.latent_a, args.latent_b)]
     deltas = [WeightDeltas.load(p) if p else None for p in (args.deltas_a, args.deltas_b)]
     frames_latent, frames_deltas = interpolate(latents[0][:1], latents[1][:1], deltas[0], deltas[1], args.frames)
     images = [generate(generator, frames_latent[i:i + 1], None if frames_deltas is None else frames_deltas.index(i))

@@ -152,13 +152,8 @@ class HyperStyleSaveLatent:
         }}
 
     def execute(self, latent, filename_prefix="hyperstyle/latent"):
-        from safetensors.torch import save_file
-
-        from ..hyperstyle_core.io_utils import atomic_path
-        path = _next_path(filename_prefix)
-        with atomic_path(path) as tmp:
-            save_file({"latent": latent.detach().float().cpu().contiguous()}, str(tmp),
-                      metadata={"format": "hyperstyle.latent", "version": "1"})
+        from ..hyperstyle_core.latents import save_latent
+        path = save_latent(_next_path(filename_prefix), latent)
         return {"ui": {"text": [str(path)]}, "result": (str(path),)}
 
 
@@ -175,13 +170,5 @@ class HyperStyleLoadLatent:
         return {"required": {"file": (_output_files("hyperstyle.latent"), {"tooltip": "A latent file in the output folder."})}}
 
     def execute(self, file):
-        from safetensors import safe_open
-
-        from ..hyperstyle_core.io_utils import read_safetensors_metadata
-        path = _comfy.output_directory() / file
-        meta = read_safetensors_metadata(path)
-        if meta.get("format") != "hyperstyle.latent":
-            raise ValueError(f"{file} is not a latent file (format {meta.get('format')!r}); choose one written by "
-                             f"HyperStyle Save Latent")
-        with safe_open(str(path), "pt") as f:
-            return (f.get_tensor("latent"),)
+        from ..hyperstyle_core.latents import load_latent
+        return (load_latent(_comfy.output_directory() / file),)

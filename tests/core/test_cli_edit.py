@@ -6,11 +6,11 @@ import argparse
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from conftest import SHARED
 from hyperstyle_core.checkpoints import save_model
 from hyperstyle_core.cli_edit import add_edit_commands
+from hyperstyle_core.latents import save_latent
 from hyperstyle_core.testing import tiny_generator, write_tiny_models
 
 PHOTOS = SHARED / "data" / "photos"
@@ -62,8 +62,8 @@ def test_fit_direction_and_animate_commands(tmp_path):
     assert abs(direction.vector.norm().item() - 1) < 1e-5
 
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    save_file({"latent": torch.zeros(1, 10, 32)}, str(a))
-    save_file({"latent": torch.ones(1, 10, 32)}, str(b))
+    save_latent(a, torch.zeros(1, 10, 32))
+    save_latent(b, torch.ones(1, 10, 32))
     gif = tmp_path / "anim.gif"
     assert run("animate", "--generator", str(models / "hyperstyle_ffhq.safetensors"), "--latent-a", str(a),
                "--latent-b", str(b), "--frames", "4", "--out", str(gif), "--device", "cpu") == 0
