@@ -7,16 +7,21 @@ Public API:
     generate(generator, latent, deltas=None, randomize_noise=False) -> [B, 3, H, W]
     WeightDeltas, GeneratorSignature
 """
-from .alignment import AlignmentInfo, align_face, align_image, detect_faces, paste_back
-from .checkpoints import convert, load, read_info
+from . import _legacy
+from .face.alignment import align_face, align_image, detect_faces
+from .face.info import AlignmentInfo
+from .face.paste_back import paste_back
+from .io.checkpoints import load, read_info
+from .io.convert import convert
 from .deltas import TOONIFY_LAYERS, GeneratorSignature, WeightDeltas
-from .animation import interpolate, save_animation
-from .ganspace import GanSpaceDirections, compute_ganspace, ganspace_edit, load_ganspace, save_ganspace
-from .interfacegan import fit_direction, save_direction
-from .editing import LatentDirection, apply_direction, load_direction, sweep_direction
+from .editing.animation import interpolate, save_animation
+from .editing.ganspace import GanSpaceDirections, compute_ganspace, ganspace_edit, load_ganspace, save_ganspace
+from .editing.interfacegan import fit_direction
+from .io.directions import save_direction
+from .editing.directions import LatentDirection, apply_direction, load_direction, sweep_direction
 from .inversion import InversionResult, ReStyleResult, generate, invert, refine, restyle_e4e_invert, w_encode
-from .models import HyperStyleModel, ReStyleE4EModel, WEncoderModel
-from .stylegan2 import Generator, GeneratorConfig
+from .nn.networks import HyperStyleModel, ReStyleE4EModel, WEncoderModel
+from .nn.stylegan2 import Generator, GeneratorConfig
 
 __all__ = [
     "interpolate", "save_animation", "GanSpaceDirections", "compute_ganspace", "ganspace_edit", "load_ganspace",
@@ -27,4 +32,6 @@ __all__ = [
     "WeightDeltas", "GeneratorSignature", "TOONIFY_LAYERS", "HyperStyleModel", "WEncoderModel", "ReStyleE4EModel",
     "Generator", "GeneratorConfig",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_legacy.install(__name__)     # release 0.1 module paths keep importing, with a DeprecationWarning

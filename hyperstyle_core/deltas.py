@@ -12,14 +12,30 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
+from safetensors import safe_open
 
-from .stylegan2 import Generator, GeneratorConfig, modulated_layer_table
+from .io.formats import read_format_metadata, write_safetensors
+from .nn.stylegan2 import Generator, GeneratorConfig, modulated_layer_table
 
-FORMAT = "hyperstyle.weight_deltas"
-FORMAT_VERSION = "1"
-
-# Layer presets in official delta indices.
+# Layer presets in official delta indices; index i renders at 4 px (i < 2), else at 2 ** ((i - 2) // 3 + 3) px.
 TOONIFY_LAYERS = (14, 15, 17, 18, 20, 21, 23, 24)   # utils/domain_adaptation_utils.py
+_FIRST_LAYER = {"medium_fine": 5, "fine": 11}        # 16 px and up; 64 px and up
+LAYER_PRESETS = ("toonify", "all", "medium_fine", "fine")
+
+
+def preset_layers(preset: str, n_layers: int) -> tuple[int, ...]:
+    """Official delta indices of a layer preset for a generator with `n_layers` modulated layers.
+
+    Presets: "toonify" (the official domain-adaptation set), "all", "medium_fine" (16 px and up), "fine" (64 px
+    and up).
+    """
+    if preset == "toonify":
+        return tuple(i for i in TOONIFY_LAYERS if i < n_layers)
+    if preset == "all":
+        return tuple(range(n_layers))
+    if preset in _FIRST_LAYER:
+        return tuple(range(_FIRST_LAYER[preset], n_layers))
+    raise ValueError(f"unknown layer preset {preset!r}; choose one of {', '.join(LAYER_PRESETS)}")
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,28 @@ class WeightDeltas(Mapping[str, torch.Tensor]):
                 raise ValueError(f"unknown layer {layer!r}; known layers: {', '.join(known)}")
         return WeightDeltas({n: t for n, t in self._tensors.items() if n in names}, self.signature)
 
+    def select_preset(self, preset: str) -> "WeightDeltas":
+        """Restrict to a layer preset (see `preset_layers`), e.g. "toonify" for domain adaptation."""
+        return self.select(preset_layers(preset, len(self.signature.layers)))
+
+    def sample(self, i: int) -> "WeightDeltas":
+        """The deltas of sample `i` of a batch (batch size 1); deltas of batch size 1 are shared by every sample."""
+        if self.batch_size == 1:
+            return self
+        if not -self.batch_size <= i < self.batch_size:
+            raise ValueError(f"sample {i} does not exist: these deltas have a batch of {self.batch_size}")
+        return self.index(i)
+
+    def repeat_each(self, n_samples: int, times: int) -> "WeightDeltas":
+        """Deltas for `n_samples` samples each repeated `times` times, sample-major (as `sweep_direction` orders
+        latents); deltas of batch size 1 stay shared."""
+        if self.batch_size == 1:
+            return self
+        if self.batch_size != n_samples:
+            raise ValueError(f"{self.batch_size} sets of deltas for {n_samples} latents; give one set per latent "
+                             f"or one shared set")
+        return self.index(torch.arange(n_samples).repeat_interleave(times))
+
     def index(self, idx: int | slice | Sequence[int] | torch.Tensor) -> "WeightDeltas":
         """Select samples along the batch dimension (the batch dim is kept)."""
         if isinstance(idx, int):
@@ -210,31 +248,16 @@ class WeightDeltas(Mapping[str, torch.Tensor]):
     # I/O
     def save(self, path: str | os.PathLike, extra_metadata: Mapping[str, str] | None = None) -> None:
         """Write a safetensors file atomically (temp file + rename)."""
-        from safetensors.torch import save_file
-
-        from .io_utils import atomic_path
-
-        tensors = {n: t.detach().contiguous().cpu() for n, t in self._tensors.items()}
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "signature": self.signature.to_json(),
-                "batch_size": str(self.batch_size)}
-        meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        write_safetensors(path, dict(self._tensors), "weight_deltas",
+                          {"signature": self.signature.to_json(), "batch_size": self.batch_size,
+                           **(extra_metadata or {})})
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "WeightDeltas":
-        from safetensors import safe_open
-
-        from .io_utils import read_safetensors_metadata
-
+        """Read a file written by `save` (or the Save Deltas node)."""
         path = Path(path)
-        meta = read_safetensors_metadata(path)
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path.name} is not a weight-deltas file (format {meta.get('format')!r}); "
-                             f"save deltas with WeightDeltas.save or the HyperStyle Save Deltas node")
-        if meta.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path.name} has deltas format version {meta.get('version')}; this version reads "
-                             f"{FORMAT_VERSION}. Update hyperstyle_core.")
+        meta = read_format_metadata(path, "weight_deltas",
+                                    "save deltas with WeightDeltas.save or the HyperStyle Save Deltas node")
         signature = GeneratorSignature.from_json(meta["signature"])
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}

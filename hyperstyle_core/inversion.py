@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from .deltas import GeneratorSignature, WeightDeltas
-from .models import HyperStyleModel, ReStyleE4EModel, WEncoderModel
-from .stylegan2 import Generator
+from .nn.networks import HyperStyleModel, ReStyleE4EModel, WEncoderModel
+from .nn.stylegan2 import Generator
 
 IterationCallback = Callable[[int, torch.Tensor, WeightDeltas], None]
 
@@ -126,8 +126,7 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
     Returns:
         InversionResult; `initial` is the render of `latent` without deltas.
     """
-    if not isinstance(n_iters, int) or isinstance(n_iters, bool) or n_iters < 1:
-        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+    _check_n_iters(n_iters)
     if not isinstance(hyperstyle, HyperStyleModel):
         raise ValueError(f"needs a HyperStyle model as `hyperstyle`, got {type(hyperstyle).__name__}")
     spec = hyperstyle.input_spec
@@ -183,8 +182,7 @@ def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: 
         restyle: a loaded ReStyleE4EModel.
         n_iters: encoder steps (domain adaptation uses 2).
     """
-    if not isinstance(n_iters, int) or n_iters < 1:
-        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+    _check_n_iters(n_iters)
     if not isinstance(restyle, ReStyleE4EModel):
         raise ValueError(f"restyle_e4e_invert needs a ReStyle-e4e model, got {type(restyle).__name__}")
     spec = restyle.input_spec
@@ -208,3 +206,9 @@ def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: 
             outputs.append(image)
             y_hat = spec.pool(image)
     return ReStyleResult(latent=latent, latents=latents, images=outputs, average_image=avg)
+
+
+def _check_n_iters(n_iters: object) -> None:
+    # bool is an int subclass: n_iters=True would silently mean one iteration
+    if not isinstance(n_iters, int) or isinstance(n_iters, bool) or n_iters < 1:
+        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import save_model
-from .hypernetwork import HyperNetConfig
-from .models import HyperStyleModel, InputSpec, WEncoderModel
-from .stylegan2 import Generator, GeneratorConfig
+from .io.checkpoints import save_model
+from .nn.hypernetwork import HyperNetConfig
+from .nn.networks import HyperStyleModel, InputSpec, WEncoderModel
+from .nn.stylegan2 import Generator, GeneratorConfig
 
 
 def tiny_generator_config(size: int = 64, divisor: int = 16) -> GeneratorConfig:

@@ -9,6 +9,10 @@ import logging
 import os
 from pathlib import Path
 
+import torch
+
+from ..hyperstyle_core.devices import resolve_device
+
 log = logging.getLogger("hyperstyle.nodes")
 
 MODEL_FOLDER = "hyperstyle"
@@ -16,9 +20,9 @@ MODEL_EXTENSIONS = {".safetensors", ".pt", ".pth"}   # .pt listed so choosing on
 PACK_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 try:  # ComfyUI present
-    import folder_paths  # type: ignore
     import comfy.model_management as model_management  # type: ignore
     import comfy.utils as comfy_utils  # type: ignore
+    import folder_paths  # type: ignore
     IN_COMFY = True
 except ImportError:
     folder_paths = model_management = comfy_utils = None
@@ -74,10 +78,8 @@ def resolve_model_path(name: str) -> Path:
 
 
 def torch_device():
-    import torch
     if IN_COMFY:
         return model_management.get_torch_device()
-    from ..hyperstyle_core.devices import resolve_device
     return resolve_device("auto") if os.environ.get("HYPERSTYLE_DEVICE") is None else torch.device(
         os.environ["HYPERSTYLE_DEVICE"])
 
@@ -92,7 +94,6 @@ def soft_empty_cache() -> None:
     if IN_COMFY:
         model_management.soft_empty_cache()
     else:
-        import torch
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -123,3 +124,44 @@ def input_directory() -> Path:
     if IN_COMFY:
         return Path(folder_paths.get_input_directory())
     return Path(os.environ.get("HYPERSTYLE_INPUT_DIR", "input"))
+
+
+def _save_image_path_standin(filename_prefix: str, output_dir: str) -> tuple[str, str, int, str, str]:
+    """Outside ComfyUI: the same contract as folder_paths.get_save_image_path (folder, name, next counter,
+    subfolder, prefix), including its refusal of prefixes that leave the output folder."""
+    subfolder = os.path.dirname(os.path.normpath(filename_prefix))
+    filename = os.path.basename(os.path.normpath(filename_prefix))
+    full_output_folder = os.path.join(output_dir, subfolder)
+    if os.path.commonpath((output_dir, os.path.abspath(full_output_folder))) != output_dir:
+        raise ValueError("Saving outside the output folder is not allowed")
+    counter = 1
+    if os.path.isdir(full_output_folder):
+        for name in os.listdir(full_output_folder):
+            head, sep, rest = name.partition(filename + "_")
+            digits = rest.split("_")[0]
+            if not head and sep and digits.isdigit() and rest[len(digits):].startswith("_"):
+                counter = max(counter, int(digits) + 1)
+    return full_output_folder, filename, counter, subfolder, filename_prefix
+
+
+def save_path(filename_prefix: str, extension: str, what: str) -> tuple[Path, str]:
+    """Next free `<output>/<subfolder>/<name>_<counter>_<extension>` for a filename prefix, named as ComfyUI's own
+    save nodes name files (folder_paths.get_save_image_path). Returns (path, subfolder).
+
+    `extension` includes its dot ('.safetensors'), or is '' for a folder of frames. A prefix that is empty or
+    leaves the output folder raises ValueError naming the node (`what`).
+    """
+    prefix = (filename_prefix or "").strip().replace("\\", "/")
+    if not prefix or prefix.endswith("/"):
+        raise ValueError(f"{what}: filename_prefix {filename_prefix!r} needs a file name, e.g. 'hyperstyle/result'")
+    output_dir = os.path.abspath(str(output_directory()))
+    try:
+        if IN_COMFY:
+            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir)
+        else:
+            folder, name, counter, subfolder, _ = _save_image_path_standin(prefix, output_dir)
+    except Exception as e:  # noqa: BLE001 - ComfyUI raises a bare Exception for prefixes that escape
+        raise ValueError(f"{what}: filename_prefix {filename_prefix!r} must stay inside ComfyUI's output folder "
+                         f"({e})") from None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder) / f"{name}_{counter:05d}_{extension}", subfolder

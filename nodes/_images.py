@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MIN_FACE_PIXELS = 64
+from ..hyperstyle_core.io.images import MIN_IMAGE_SIDE, to_unit_range
 
 
 def to_rgb(images: torch.Tensor, what: str = "image") -> torch.Tensor:
@@ -24,7 +24,10 @@ def to_rgb(images: torch.Tensor, what: str = "image") -> torch.Tensor:
     return images
 
 
-def check_min_size(images: torch.Tensor, what: str, minimum: int = MIN_FACE_PIXELS) -> None:
+def check_min_size(images: torch.Tensor, what: str, minimum: int | None = None) -> None:
+    """Raise ValueError if the images are smaller than `minimum` (default: the core's MIN_IMAGE_SIDE, 64 px)."""
+
+    minimum = MIN_IMAGE_SIDE if minimum is None else minimum
     h, w = images.shape[1], images.shape[2]
     if min(h, w) < minimum:
         raise ValueError(f"{what} is {w}x{h} pixels; HyperStyle needs at least {minimum}x{minimum}. Use a larger "
@@ -43,4 +46,4 @@ def comfy_to_model_input(images: torch.Tensor, height: int, width: int, what: st
 
 def model_output_to_comfy(images: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] roughly in [-1, 1] -> IMAGE [B, H, W, 3] float32 0..1 on the CPU."""
-    return ((images.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+    return to_unit_range(images).permute(0, 2, 3, 1).contiguous()

@@ -1,7 +1,9 @@
 """Animation nodes: interpolate between two inversions, save frame batches as GIF / WebP / PNG frames."""
 from __future__ import annotations
 
+from ..hyperstyle_core.editing.animation import interpolate, save_animation, save_frames
 from . import _comfy
+from ._images import to_rgb
 
 FORMATS = ["gif", "webp", "png frames"]
 
@@ -29,14 +31,13 @@ class HyperStyleInterpolate:
         }}
 
     def execute(self, latent_a, latent_b, frames=16, sample_a=0, sample_b=0, deltas_a=None, deltas_b=None):
-        from ..hyperstyle_core.animation import interpolate
 
         for name, latent, index in (("latent_a", latent_a, sample_a), ("latent_b", latent_b, sample_b)):
             if index >= latent.shape[0]:
                 raise ValueError(f"{name} has {latent.shape[0]} sample(s); sample index {index} does not exist")
-        pick = (lambda d, i: None if d is None else (d if d.batch_size == 1 else d.index(i)))
         return interpolate(latent_a[sample_a:sample_a + 1], latent_b[sample_b:sample_b + 1],
-                           pick(deltas_a, sample_a), pick(deltas_b, sample_b), frames)
+                           None if deltas_a is None else deltas_a.sample(sample_a),
+                           None if deltas_b is None else deltas_b.sample(sample_b), frames)
 
 
 class HyperStyleSaveAnimation:
@@ -60,18 +61,10 @@ class HyperStyleSaveAnimation:
         }}
 
     def execute(self, images, filename_prefix="hyperstyle/animation", format="webp", fps=12.0, loop=True):
-        from ..hyperstyle_core.animation import save_animation, save_frames
-        from ._images import to_rgb
-        from .deltas import _safe_prefix
 
         frames = to_rgb(images, "HyperStyle Save Animation images").float().cpu()
-        base = _comfy.output_directory() / _safe_prefix(filename_prefix)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        n = 1
-        suffix = {"gif": ".gif", "webp": ".webp"}.get(format, "")
-        while any(base.parent.glob(f"{base.name}_{n:05d}*")):   # one counter for files and frame folders
-            n += 1
-        target = base.parent / f"{base.name}_{n:05d}{suffix}"
+        suffix = {"gif": ".gif", "webp": ".webp"}.get(format, "")     # "" = a folder of numbered PNGs
+        target, _ = _comfy.save_path(filename_prefix, suffix, "HyperStyle Save Animation")
         if format == "png frames":
             save_frames(frames, target, prefix="frame")
         else:

@@ -1,35 +1,19 @@
 """Weight-delta nodes: transfer to another generator (domain adaptation), save and load deltas and latents."""
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
+from ..hyperstyle_core.deltas import WeightDeltas
+from ..hyperstyle_core.io.formats import format_name, read_safetensors_metadata
+from ..hyperstyle_core.io.latents import load_latent, save_latent
 from . import _comfy
 from .invert import render
 
+# Widget labels -> core layer presets (hyperstyle_core.deltas.preset_layers).
 PRESETS = {
     "toonify (official: 14,15,17,18,20,21,23,24)": "toonify",
     "all tuned layers": "all",
     "medium + fine (16px and up)": "medium_fine",
     "fine only (64px and up)": "fine",
 }
-
-
-def select_preset(deltas, preset: str):
-    """Restrict deltas to a preset layer set (official delta indices)."""
-    from ..hyperstyle_core.deltas import TOONIFY_LAYERS
-
-    key = PRESETS.get(preset, preset)
-    if key == "toonify":
-        return deltas.select(TOONIFY_LAYERS)
-    if key == "all":
-        return deltas
-    n = len(deltas.signature.layers)
-    # Delta index i renders at 4px (i < 2), else at 2 ** ((i - 2) // 3 + 3) px.
-    first = {"medium_fine": 5, "fine": 11}.get(key)
-    if first is None:
-        raise ValueError(f"unknown layer preset {preset!r}; choose one of {list(PRESETS)}")
-    return deltas.select(range(first, n))
 
 
 class HyperStyleTransferDeltas:
@@ -59,35 +43,19 @@ class HyperStyleTransferDeltas:
         }}
 
     def execute(self, generator, latent, deltas, layers, strength=1.0, randomize_noise=False, batch_size=4):
-        return (render(generator, latent, select_preset(deltas, layers), strength, randomize_noise, batch_size),)
-
-
-def _safe_prefix(prefix: str) -> str:
-    prefix = prefix.strip().replace("\\", "/")
-    if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
-        raise ValueError(f"filename_prefix {prefix!r} must be a relative name inside the output folder")
-    return prefix
-
-
-def _next_path(prefix: str) -> Path:
-    base = _comfy.output_directory() / _safe_prefix(prefix)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(re.escape(base.name) + r"_(\d{5})\.safetensors$")
-    numbers = [int(m.group(1)) for f in base.parent.iterdir() if (m := pattern.match(f.name))]
-    return base.parent / f"{base.name}_{max(numbers, default=0) + 1:05d}.safetensors"
+        return (render(generator, latent, deltas.select_preset(PRESETS.get(layers, layers)), strength, randomize_noise,
+                       batch_size),)
 
 
 def _output_files(file_format: str) -> list[str]:
     """safetensors files in the output folder whose metadata says `file_format` (headers only are read)."""
-    from ..hyperstyle_core.io_utils import read_safetensors_metadata
-
     root = _comfy.output_directory()
     if not root.is_dir():
         return []
     found = []
     for f in root.rglob("*.safetensors"):
         try:
-            if read_safetensors_metadata(f).get("format") == file_format:
+            if format_name(read_safetensors_metadata(f)) == file_format:
                 found.append(f.relative_to(root).as_posix())
         except (OSError, ValueError):
             continue
@@ -112,7 +80,7 @@ class HyperStyleSaveDeltas:
         }}
 
     def execute(self, deltas, filename_prefix="hyperstyle/deltas"):
-        path = _next_path(filename_prefix)
+        path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Save Deltas")
         deltas.save(path)
         return {"ui": {"text": [str(path)]}, "result": (str(path),)}
 
@@ -127,10 +95,10 @@ class HyperStyleLoadDeltas:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"file": (_output_files("hyperstyle.weight_deltas"), {"tooltip": "A deltas file in the output folder."})}}
+        return {"required": {"file": (_output_files("weight_deltas"),
+                                      {"tooltip": "A deltas file in the output folder."})}}
 
     def execute(self, file):
-        from ..hyperstyle_core.deltas import WeightDeltas
         return (WeightDeltas.load(_comfy.output_directory() / file),)
 
 
@@ -152,8 +120,8 @@ class HyperStyleSaveLatent:
         }}
 
     def execute(self, latent, filename_prefix="hyperstyle/latent"):
-        from ..hyperstyle_core.latents import save_latent
-        path = save_latent(_next_path(filename_prefix), latent)
+        path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Save Latent")
+        save_latent(path, latent)
         return {"ui": {"text": [str(path)]}, "result": (str(path),)}
 
 
@@ -167,8 +135,7 @@ class HyperStyleLoadLatent:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"file": (_output_files("hyperstyle.latent"), {"tooltip": "A latent file in the output folder."})}}
+        return {"required": {"file": (_output_files("latent"), {"tooltip": "A latent file in the output folder."})}}
 
     def execute(self, file):
-        from ..hyperstyle_core.latents import load_latent
         return (load_latent(_comfy.output_directory() / file),)

@@ -1,6 +1,15 @@
 """Latent edit nodes (InterFaceGAN directions): one factor, or a sweep over factors."""
 from __future__ import annotations
 
+import re
+
+from ..hyperstyle_core.editing.directions import apply_direction, sweep_direction
+from ..hyperstyle_core.editing.ganspace import compute_ganspace, ganspace_edit, load_ganspace, save_ganspace
+from ..hyperstyle_core.editing.interfacegan import fit_direction
+from ..hyperstyle_core.io.directions import save_direction
+from . import _comfy
+from ._comfy import list_model_files, resolve_model_path
+
 
 class HyperStyleLatentEdit:
     CATEGORY = "HyperStyle/edit"
@@ -21,7 +30,6 @@ class HyperStyleLatentEdit:
         }}
 
     def execute(self, latent, direction, factor=2.0):
-        from ..hyperstyle_core.editing import apply_direction
         return (apply_direction(latent, direction, factor),)
 
 
@@ -47,18 +55,9 @@ class HyperStyleLatentEditSweep:
         }}
 
     def execute(self, latent, direction, start=-3.0, end=3.0, steps=5, deltas=None):
-        import torch
-
-        from ..hyperstyle_core.editing import sweep_direction
         factors = [start] if steps == 1 else [start + (end - start) * i / (steps - 1) for i in range(steps)]
         swept = sweep_direction(latent, direction, factors)
-        if deltas is not None:
-            if deltas.batch_size not in (1, latent.shape[0]):
-                raise ValueError(f"{deltas.batch_size} sets of deltas for {latent.shape[0]} latents")
-            if deltas.batch_size != 1:
-                index = torch.arange(latent.shape[0]).repeat_interleave(steps)
-                deltas = deltas.index(index)
-        return (swept, deltas)
+        return (swept, None if deltas is None else deltas.repeat_each(latent.shape[0], steps))
 
 
 class HyperStyleLoadGanSpace:
@@ -72,13 +71,10 @@ class HyperStyleLoadGanSpace:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from ._comfy import list_model_files
         return {"required": {"file": (list_model_files(), {"tooltip": "cars_pca.pt or a GANSpace .safetensors in "
                                                                       "the hyperstyle model folder."})}}
 
     def execute(self, file):
-        from ..hyperstyle_core.ganspace import load_ganspace
-        from ._comfy import resolve_model_path
         return (load_ganspace(resolve_model_path(file)),)
 
 
@@ -101,12 +97,12 @@ class HyperStyleComputeGanSpace:
             "n_components": ("INT", {"default": 80, "min": 1, "max": 512, "tooltip": "Components kept."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "Sampling seed.",
                              "control_after_generate": False}),
-            "filename_prefix": ("STRING", {"default": "", "tooltip": "If set, also save as <output>/<prefix>.safetensors."}),
+            "filename_prefix": ("STRING", {"default": "",
+                                           "tooltip": "If set, also save as "
+                                                      "<output>/<prefix>_<counter>_.safetensors."}),
         }}
 
     def execute(self, generator, n_samples=100000, n_components=80, seed=0, filename_prefix=""):
-        from ..hyperstyle_core.ganspace import compute_ganspace, save_ganspace
-        from . import _comfy
         progress = _comfy.Progress(n_samples)
 
         def on_progress(done, total=None):
@@ -115,8 +111,8 @@ class HyperStyleComputeGanSpace:
                                       n_components=min(n_components, generator.config.style_dim), seed=seed,
                                       progress=on_progress)
         if filename_prefix.strip():
-            from .deltas import _safe_prefix
-            save_ganspace(directions, _comfy.output_directory() / f"{_safe_prefix(filename_prefix)}.safetensors")
+            path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Compute GANSpace")
+            save_ganspace(directions, path)
         return (directions,)
 
 
@@ -143,7 +139,6 @@ class HyperStyleGanSpaceEdit:
         }}
 
     def execute(self, latent, ganspace, component=0, start_layer=0, end_layer=5, strength=2.0):
-        from ..hyperstyle_core.ganspace import ganspace_edit
         return (ganspace_edit(latent, ganspace, component, start_layer, end_layer, strength),)
 
 
@@ -164,15 +159,13 @@ class HyperStyleFitDirection:
             "labels": ("STRING", {"default": "1,0", "multiline": False,
                                   "tooltip": "One 0/1 label per latent, comma or space separated, in batch order."}),
             "method": (["svm", "logistic"], {"default": "svm", "tooltip": "Linear SVM (InterFaceGAN) or logistic."}),
-            "filename_prefix": ("STRING", {"default": "", "tooltip": "If set, save <output>/<prefix>.safetensors "
-                                                                    "(a direction file Load Direction reads)."}),
+            "filename_prefix": ("STRING", {"default": "",
+                                           "tooltip": "If set, save <output>/<prefix>_<counter>_.safetensors "
+                                                      "(a direction file Load Direction reads)."}),
         }}
 
     def execute(self, latent, labels, method="svm", filename_prefix=""):
-        import re
 
-        from ..hyperstyle_core.interfacegan import fit_direction, save_direction
-        from . import _comfy
         values = [v for v in re.split(r"[,\s]+", labels.strip()) if v]
         try:
             parsed = [int(v) for v in values]
@@ -180,6 +173,6 @@ class HyperStyleFitDirection:
             raise ValueError(f"labels must be 0/1 numbers separated by commas, got {labels!r}") from None
         direction = fit_direction(latent, parsed, method=method, name=filename_prefix.strip() or "fitted")
         if filename_prefix.strip():
-            from .deltas import _safe_prefix
-            save_direction(direction, _comfy.output_directory() / f"{_safe_prefix(filename_prefix)}.safetensors")
+            path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Fit Direction")
+            save_direction(direction, path)
         return (direction,)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..hyperstyle_core.face.alignment import align_image
+from ..hyperstyle_core.face.paste_back import paste_back
 from . import _comfy
 from ._images import to_rgb
 
@@ -52,7 +54,6 @@ class HyperStyleAlignFace:
         }}
 
     def execute(self, image, output_size=256, face="largest", face_index=0, on_no_face="error"):
-        from ..hyperstyle_core.alignment import align_image
 
         images = to_rgb(image, "HyperStyle Align Face image")
         choice = face_index if face == "index" else face
@@ -92,7 +93,6 @@ class HyperStylePasteBack:
         }}
 
     def execute(self, original, face, alignment, feather=0.1):
-        from ..hyperstyle_core.alignment import paste_back
 
         photos = to_rgb(original, "HyperStyle Paste Back original")
         faces = to_rgb(face, "HyperStyle Paste Back face")

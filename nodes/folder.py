@@ -26,7 +26,7 @@ def resolve_directory(directory: str) -> Path:
 
 
 def _selected_files(directory: str, pattern: str, cap: int, skip: int) -> tuple[Path, list[Path]]:
-    from ..hyperstyle_core.batch import list_folder
+    from ..hyperstyle_core.io.folders import list_folder
 
     folder = resolve_directory(directory)
     if not folder.is_dir():
@@ -109,8 +109,7 @@ class HyperStyleLoadImageFolder:
         return True
 
     def execute(self, directory="", pattern=DEFAULT_PATTERN, cap=0, skip=0, fit="pad"):
-        from ..hyperstyle_core.batch import DEFAULT_MAX_PIXELS, MIN_SIDE
-        from ..hyperstyle_core.images import read_rgb
+        from ..hyperstyle_core.io.images import DEFAULT_MAX_PIXELS, MIN_IMAGE_SIDE, read_rgb
 
         if fit not in FIT_CHOICES:
             raise ValueError(f"HyperStyle Load Image Folder: fit must be one of {FIT_CHOICES}, got {fit!r}")
@@ -123,9 +122,9 @@ class HyperStyleLoadImageFolder:
         for path in files:
             try:
                 img, notes = read_rgb(path, DEFAULT_MAX_PIXELS)
-                if min(img.size) < MIN_SIDE:
-                    raise ValueError(f"{path.name} is {img.width}x{img.height} pixels; at least {MIN_SIDE}x{MIN_SIDE} "
-                                     f"are needed")
+                if min(img.size) < MIN_IMAGE_SIDE:
+                    raise ValueError(f"{path.name} is {img.width}x{img.height} pixels; at least "
+                                     f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed")
             except (ValueError, FileNotFoundError) as e:
                 log.warning("HyperStyle Load Image Folder: leaving out %s: %s", path.name, e)
                 progress.step()
@@ -179,8 +178,8 @@ class HyperStyleSaveImagesNamed:
     def execute(self, images, names, subfolder="hyperstyle_folder", suffix=""):
         from PIL import Image
 
-        from ..hyperstyle_core.batch import unique_stems
-        from ..hyperstyle_core.io_utils import atomic_path
+        from ..hyperstyle_core.run.naming import unique_stems
+        from ..hyperstyle_core.io.files import atomic_path
         from ._images import to_rgb
 
         images = to_rgb(images, "HyperStyle Save Images Named images")

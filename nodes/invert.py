@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..hyperstyle_core.deltas import WeightDeltas
+from ..hyperstyle_core.inversion import generate, refine, restyle_e4e_invert, w_encode
 from . import _comfy
 from ._images import comfy_to_model_input, model_output_to_comfy
 
@@ -33,7 +35,6 @@ class HyperStyleEncode:
         }}
 
     def execute(self, model, w_encoder, image, batch_size=4):
-        from ..hyperstyle_core.inversion import generate, w_encode
 
         spec = model.input_spec
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Encode image")
@@ -73,8 +74,6 @@ class HyperStyleRefine:
         }}
 
     def execute(self, model, image, latent, iterations=5, output_all_iterations=False, batch_size=4):
-        from ..hyperstyle_core.deltas import WeightDeltas
-        from ..hyperstyle_core.inversion import refine
 
         spec = model.input_spec
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Refine image")
@@ -125,7 +124,6 @@ class HyperStyleGenerate:
 
 def render(generator, latent, deltas, strength: float, randomize_noise: bool, batch_size: int) -> torch.Tensor:
     """Chunked generate() with progress; deltas with batch 1 are shared by every latent."""
-    from ..hyperstyle_core.inversion import generate
 
     n = latent.shape[0]
     if deltas is not None:
@@ -161,7 +159,6 @@ class HyperStyleEncodeReStyle:
         }}
 
     def execute(self, restyle, image, iterations=2, batch_size=4):
-        from ..hyperstyle_core.inversion import restyle_e4e_invert
 
         spec = restyle.input_spec
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Encode ReStyle image")

@@ -7,6 +7,8 @@ import threading
 import weakref
 from pathlib import Path
 
+from ..hyperstyle_core.editing.styleclip import load_clip
+from ..hyperstyle_core.io.checkpoints import load
 from . import _comfy
 
 log = logging.getLogger("hyperstyle.nodes")
@@ -28,7 +30,6 @@ def _cache_key(path: Path, device, precision: str) -> tuple:
 
 def load_cached(name: str, kind: str, precision: str = "fp32"):
     """Load `name` from the hyperstyle model folders as `kind`, reusing a live instance."""
-    from ..hyperstyle_core.checkpoints import load
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -202,7 +203,6 @@ class HyperStyleUnloadModels:
 
 def load_clip_cached(name: str):
     """A CLIP model from the hyperstyle model folders (shares the model cache)."""
-    from ..hyperstyle_core.styleclip import load_clip
 
     path = _comfy.resolve_model_path(name)
     device = _comfy.torch_device()

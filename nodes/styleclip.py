@@ -2,17 +2,18 @@
 CLIP directions (fs3) for any generator. CLIP weights come from the user's model folder; nothing is downloaded."""
 from __future__ import annotations
 
+from ..hyperstyle_core.editing import styleclip as sc
 from . import _comfy
 from ._images import model_output_to_comfy
+from .loaders import load_clip_cached
 
 TEMPLATE_TOOLTIP = ("Prompt templates, one per line, each with {} for the text. The official edit averages the 79 "
                     "templates of editing/styleclip/global_directions/templates.txt (paste them here).")
 
 
 def _stats(name: str):
-    from ..hyperstyle_core.styleclip import load_s_stats, read_s_mean_std
     path = _comfy.resolve_model_path(name)
-    return load_s_stats(path) if path.suffix == ".safetensors" else read_s_mean_std(path)
+    return sc.load_s_stats(path) if path.suffix == ".safetensors" else sc.read_s_mean_std(path)
 
 
 class HyperStyleStyleCLIPEdit:
@@ -48,32 +49,14 @@ class HyperStyleStyleCLIPEdit:
 
     def execute(self, generator, latent, clip_model, s_statistics, channel_directions, neutral_text, target_text,
                 alpha=3.0, beta=0.12, templates="a photo of a {}.", deltas=None):
-        import torch
-
-        from ..hyperstyle_core import styleclip as sc
-        from .loaders import load_clip_cached
-
         template_list = [t.strip() for t in templates.splitlines() if t.strip()]
         model = load_clip_cached(clip_model)
-        delta_i = sc.text_direction(model, None, neutral_text, target_text, template_list)
         _, stds = _stats(s_statistics)
         delta_i_c, _ = sc.load_channel_directions(_comfy.resolve_model_path(channel_directions))
-        direction = sc.global_direction(delta_i.float().cpu(), delta_i_c, stds, beta)
         progress = _comfy.Progress(latent.shape[0])
-        param = generator.input.input
-        out = []
-        for i in range(latent.shape[0]):
-            with torch.no_grad():
-                codes = generator.style_codes(generator.broadcast_latent(latent[i:i + 1].to(param.device, param.dtype)))
-                edited = sc.apply_global_direction(codes, {k: v.to(param.device, param.dtype)
-                                                           for k, v in direction.items()}, alpha)
-                d = None if deltas is None else (deltas if deltas.batch_size == 1 else deltas.index(i))
-                if d is not None:
-                    d.check_compatible(generator)
-                    d = {k: v.to(param.device, param.dtype) for k, v in d.items()}
-                out.append(model_output_to_comfy(sc.render_style_codes(generator, edited, d)))
-            progress.step()
-        return (torch.cat(out),)
+        images = sc.styleclip_edit(generator, latent, model, stds, delta_i_c, neutral_text, target_text,
+                                   template_list, alpha, beta, deltas=deltas, progress=progress.step)
+        return (model_output_to_comfy(images),)
 
 
 class HyperStyleComputeStyleCLIPDirections:
@@ -98,10 +81,7 @@ class HyperStyleComputeStyleCLIPDirections:
         }}
 
     def execute(self, generator, clip_model, n_samples=100, filename_prefix="hyperstyle/fs3"):
-        from ..hyperstyle_core import styleclip as sc
-        from .deltas import _safe_prefix
-        from .loaders import load_clip_cached
-
+        path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Compute StyleCLIP Directions")
         model = load_clip_cached(clip_model)
         progress = _comfy.Progress(100)
         state = {"done": 0}
@@ -113,6 +93,5 @@ class HyperStyleComputeStyleCLIPDirections:
         delta_i_c = sc.compute_channel_directions(generator, model, n_samples, progress=on_progress)
         layers = sc.styleclip_edit_layers(generator.layer_names)
         sizes = [dict((n, i) for n, _, i, _ in generator.layer_table)[name] for name in layers]
-        path = _comfy.output_directory() / f"{_safe_prefix(filename_prefix)}.safetensors"
         sc.save_channel_directions(path, delta_i_c, layers, sizes)
         return {"ui": {"text": [str(path)]}, "result": (str(path),)}

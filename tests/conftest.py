@@ -35,7 +35,10 @@ def recipe():
 
 
 class ConvertedKinds:
-    """Builds an official-format .pt for a manifest kind on first use, converts it, deletes the .pt, caches the result."""
+    """Builds an official-format .pt for a manifest kind on first use.
+
+    Converts it, deletes the .pt, caches the result.
+    """
 
     def __init__(self, recipe, folder: Path):
         self.recipe, self.folder, self._done = recipe, folder, {}

@@ -3,7 +3,6 @@ INPUT_TYPES the way the frontend does, on recipe weights converted by our conver
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +89,7 @@ def widget_names(cls) -> list[str | None]:
 
 
 def to_prompt(workflow: dict, classes: dict) -> dict:
-    links = {l[0]: l for l in workflow["links"]}
+    links = {link[0]: link for link in workflow["links"]}
     prompt = {}
     for node in workflow["nodes"]:
         cls = classes[node["type"]]
@@ -173,8 +172,9 @@ def classes(pack, comfy_env, monkeypatch):
 
 
 def test_the_documented_workflows_exist():
-    assert {p.name for p in WORKFLOWS} >= {"hyperstyle_batch.json", "hyperstyle_invert_edit.json", "hyperstyle_edit_sweep.json",
-                                           "hyperstyle_toonify.json", "hyperstyle_folder.json"}
+    assert {p.name for p in WORKFLOWS} >= {"hyperstyle_batch.json", "hyperstyle_invert_edit.json",
+                                           "hyperstyle_edit_sweep.json", "hyperstyle_toonify.json",
+                                           "hyperstyle_folder.json"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -196,7 +196,8 @@ def test_workflow_runs(path, classes):
     if path.stem == "hyperstyle_edit_sweep":
         pasted = [im for p, im in _Sink.collected if p == "HyperStyle/age_sweep_pasted"][0]
         assert pasted.shape[0] == 5                                   # one composite per sweep factor
-        animations = list((Path(__import__("os").environ["HYPERSTYLE_OUTPUT_DIR"]) / "HyperStyle").glob("age_sweep_*.webp"))
+        animations = list((Path(__import__("os").environ["HYPERSTYLE_OUTPUT_DIR"]) / "HyperStyle")
+                          .glob("age_sweep_*.webp"))
         assert len(animations) == 1
         with Image.open(animations[0]) as im:
             assert im.n_frames == 5

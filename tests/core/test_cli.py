@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import shutil
 
-import torch
 from PIL import Image
 
 from conftest import SHARED
 from hyperstyle_core import WeightDeltas, load
-from hyperstyle_core.cli import main
+from hyperstyle_core.cli.main import main
 
 
 def test_convert_and_invert_a_photo(converted, tmp_path, capsys):

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from conftest import SHARED
-from hyperstyle_core.checkpoints import save_model
-from hyperstyle_core.cli_edit import add_edit_commands
-from hyperstyle_core.latents import save_latent
+from hyperstyle_core.io.checkpoints import save_model
+from hyperstyle_core.cli.editing import add_edit_commands
+from hyperstyle_core.io.latents import save_latent
 from hyperstyle_core.testing import tiny_generator, write_tiny_models
 
 PHOTOS = SHARED / "data" / "photos"
@@ -24,7 +24,7 @@ def run(*argv: str) -> int:
 
 
 def test_ganspace_command(tmp_path):
-    from hyperstyle_core.ganspace import load_ganspace
+    from hyperstyle_core.editing.ganspace import load_ganspace
     gen = save_model(tiny_generator(), tmp_path / "gen.safetensors")
     out = tmp_path / "pca.safetensors"
     assert run("ganspace", str(gen), "--out", str(out), "--samples", "3000", "--components", "8",
@@ -36,7 +36,7 @@ def test_ganspace_command(tmp_path):
 
 
 def test_styleclip_stats_command_converts_the_official_pickle(tmp_path):
-    from hyperstyle_core.styleclip import load_s_stats, read_s_mean_std
+    from hyperstyle_core.editing.styleclip import load_s_stats, read_s_mean_std
     src = SHARED / "data" / "official" / "editing" / "styleclip" / "S_mean_std"
     out = tmp_path / "s_stats.safetensors"
     assert run("styleclip-stats", "--s-mean-std", str(src), "--out", str(out)) == 0
@@ -46,7 +46,7 @@ def test_styleclip_stats_command_converts_the_official_pickle(tmp_path):
 
 
 def test_fit_direction_and_animate_commands(tmp_path):
-    from hyperstyle_core.editing import load_direction
+    from hyperstyle_core.editing.directions import load_direction
     models = tmp_path / "models"
     write_tiny_models(models)
     pos, neg = tmp_path / "pos", tmp_path / "neg"

@@ -1,11 +1,12 @@
-"""WeightDeltas: arithmetic, selection, batching, I/O round trip, compatibility errors, and their effect on rendering."""
+"""WeightDeltas: arithmetic, selection, batching, I/O round trip, compatibility errors,
+and their effect on rendering."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from hyperstyle_core import GeneratorConfig, GeneratorSignature, TOONIFY_LAYERS, WeightDeltas, generate
-from hyperstyle_core.stylegan2 import Generator, modulated_layer_table
+from hyperstyle_core.nn.stylegan2 import Generator, modulated_layer_table
 
 
 def _signature(size: int = 256) -> GeneratorSignature:
@@ -77,7 +78,8 @@ def test_index_and_cat_batches():
 
 def test_bad_shapes_and_layers_are_rejected():
     sig = _signature()
-    with pytest.raises(ValueError, match=r"delta for convs\.8 has shape \[1, 512, 512, 3, 3\], expected \[B, 256, 512, 3, 3\]"):
+    with pytest.raises(ValueError,
+                       match=r"delta for convs\.8 has shape \[1, 512, 512, 3, 3\], expected \[B, 256, 512, 3, 3\]"):
         WeightDeltas({"convs.8": torch.zeros(1, 512, 512, 3, 3)}, sig)
     with pytest.raises(ValueError, match="unknown layer 'convs.20'"):
         WeightDeltas({"convs.20": torch.zeros(1, 32, 32, 3, 3)}, sig)

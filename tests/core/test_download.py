@@ -13,8 +13,8 @@ import pytest
 from conftest import SHARED
 
 from hyperstyle_core import load, load_direction, read_info
-from hyperstyle_core.cli import main
-from hyperstyle_core.download import REGISTRY, DownloadError, download, expand_names
+from hyperstyle_core.cli.main import main
+from hyperstyle_core.io.download import REGISTRY, DownloadError, download, expand_names
 
 DIRECTIONS = SHARED / "data" / "official" / "editing" / "interfacegan"
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from conftest import OFFICIAL, SHARED
 from hyperstyle_core import apply_direction, convert, generate, invert, load_direction, sweep_direction
-from hyperstyle_core.images import tensor_to_pil
+from hyperstyle_core.io.images import tensor_to_pil
 
 TOL = 1e-4
 DIRECTIONS = SHARED / "data" / "official" / "editing" / "interfacegan"

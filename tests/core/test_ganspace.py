@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from conftest import SHARED
-from hyperstyle_core.ganspace import (CARS_PRESET_NAMES, CARS_PRESETS, GanSpaceDirections, compute_ganspace,
+from hyperstyle_core.editing.ganspace import (CARS_PRESET_NAMES, CARS_PRESETS, GanSpaceDirections, compute_ganspace,
                                       ganspace_coordinate, ganspace_edit, ganspace_sweep, load_ganspace,
                                       save_ganspace)
 from hyperstyle_core.inversion import generate
-from hyperstyle_core.stylegan2 import Generator, GeneratorConfig
+from hyperstyle_core.nn.stylegan2 import Generator, GeneratorConfig
 
 CARS_PCA = SHARED / "data" / "official" / "editing" / "ganspace" / "cars_pca.pt"
 needs_cars_pca = pytest.mark.skipif(not CARS_PCA.exists(), reason=f"{CARS_PCA} not present")
@@ -190,8 +190,8 @@ def test_official_pt_round_trips_through_safetensors(tmp_path, cars_pca):
 
 
 def test_load_rejects_other_files(tmp_path):
-    from hyperstyle_core.editing import LatentDirection
-    from hyperstyle_core.interfacegan import save_direction
+    from hyperstyle_core.editing.directions import LatentDirection
+    from hyperstyle_core.io.directions import save_direction
     direction = save_direction(LatentDirection(torch.ones(1, 32) / 32 ** 0.5, "d"), tmp_path / "d.safetensors")
     with pytest.raises(ValueError, match="d.safetensors is not a GANSpace file .*'direction'"):
         load_ganspace(direction)

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hyperstyle_core.checkpoints import FORMAT, FORMAT_VERSION, load, read_info
-from hyperstyle_core.editing import LatentDirection, apply_direction, load_direction
-from hyperstyle_core.interfacegan import boundary_from_scores, fit_direction, save_direction, select_by_score
+from hyperstyle_core.io.checkpoints import load, read_info
+from hyperstyle_core.editing.directions import LatentDirection, apply_direction, load_direction
+from hyperstyle_core.editing.interfacegan import boundary_from_scores, fit_direction, select_by_score
+from hyperstyle_core.io.directions import save_direction
 
 
 def separable_data(n=3000, dim=64, seed=0, gap=0.3):
@@ -107,7 +108,7 @@ def test_saved_direction_loads_like_a_converted_official_one(tmp_path, shape):
     info = read_info(path)
     meta = info["metadata"]
     assert info["kind"] == "direction" and info["config"] == {"shape": list(shape)}
-    assert meta["format"] == FORMAT and meta["format_version"] == FORMAT_VERSION and meta["opts"] == "{}"
+    assert meta["format"] == "hyperstyle.checkpoint" and meta["version"] == "1" and meta["opts"] == "{}"
     assert meta["source_name"] == "fitted" and len(meta["source_sha256"]) == 64
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fitted.safetensors"]   # no *.partial left
     with pytest.raises(ValueError, match="name the file 'fitted.safetensors'"):

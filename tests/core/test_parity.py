@@ -102,4 +102,5 @@ def test_generate_with_final_deltas_reproduces_last_image(inversion, models_256,
     image = generate(hs.generator, result.latent, result.deltas)
     assert _max_err(image, expected_256["iter3.image"]) < TOL
     # Strength 0 is the plain generator: the initial reconstruction.
-    assert _max_err(generate(hs.generator, result.latent, result.deltas, strength=0.0), expected_256["y_hat_init"]) < TOL
+    assert _max_err(generate(hs.generator, result.latent, result.deltas, strength=0.0),
+                    expected_256["y_hat_init"]) < TOL

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from conftest import OFFICIAL
@@ -47,3 +46,11 @@ def test_domain_adaptation_recipe(restyle_result, expected_domain, models_256, c
     assert _err(out, expected_domain["output.image"]) < TOL
     plain = generate(toonify, restyle_result.latent)
     assert _err(plain, expected_domain["output.no_deltas.image"]) < TOL
+
+
+@pytest.mark.parametrize("n_iters", [True, 0, 1.5])
+def test_restyle_refuses_what_refine_refuses(converted, expected_domain, n_iters):
+    """restyle_e4e_invert(n_iters=True) used to run one step; it is refused with refine's message."""
+    restyle = load(converted("restyle_e4e_ffhq_256"), device="cpu", expect="restyle_e4e")
+    with pytest.raises(ValueError, match="n_iters must be a positive integer"):
+        restyle_e4e_invert(expected_domain["input"], restyle, n_iters=n_iters)

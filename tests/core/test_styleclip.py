@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 
 from conftest import OFFICIAL, SHARED
 from hyperstyle_core import invert
-from hyperstyle_core import styleclip as sc
-from hyperstyle_core.io_utils import read_safetensors_metadata
-from hyperstyle_core.stylegan2 import Generator, GeneratorConfig
+from hyperstyle_core.editing import styleclip as sc
+from hyperstyle_core.io.formats import read_safetensors_metadata
+from hyperstyle_core.nn.stylegan2 import Generator, GeneratorConfig
 
 TOL = 1e-4
 STYLECLIP_DATA = SHARED / "data" / "official" / "editing" / "styleclip"
@@ -220,7 +220,7 @@ def inverted(models_256, expected_256):
     return invert(expected_256["input"], hs, we, n_iters=3)
 
 
-def test_stylespace_renders_match_official(models_256, inverted, expected, s_stats, fake_delta_i_c):
+def test_stylespace_renders_match_official(models_256, inverted, expected, s_stats, fake_delta_i_c, recipe):
     generator = models_256[0].generator
     assert max_err(inverted.latent, expected["w_codes"]) < TOL
     codes = generator.style_codes(inverted.latent)
@@ -242,6 +242,14 @@ def test_stylespace_renders_match_official(models_256, inverted, expected, s_sta
     edited = sc.apply_global_direction(codes, direction, 2.0)
     image = sc.render_style_codes(generator, edited, inverted.deltas)
     assert max_err(image, expected["global.beta0.11.alpha2.image"]) < TOL
+
+    # The same edit in one call, from the texts (the ComfyUI node runs this).
+    steps = []
+    image = sc.styleclip_edit(generator, inverted.latent, FakeTextEncoder(recipe), s_stats[1], fake_delta_i_c,
+                              NEUTRAL, TARGET, sc.load_templates(TEMPLATES), 2.0, 0.11, deltas=inverted.deltas,
+                              progress=lambda: steps.append(1), tokenize=fake_tokenize)
+    assert max_err(image, expected["global.beta0.11.alpha2.image"]) < TOL
+    assert len(steps) == inverted.latent.shape[0] and image.device.type == "cpu"
 
 
 # ---------------------------------------------------------------------------------- real CLIP (tiny, random)
@@ -392,3 +400,9 @@ def test_channel_directions_save_load(tmp_path):
         sc.load_channel_directions(tmp_path / "objects.npy")
     with pytest.raises(ValueError, match="sum must equal the row count"):
         sc.save_channel_directions(tmp_path / "x.safetensors", delta_i_c, ["conv1"], [2])
+    # Files of the project's other formats are refused by name; plain (untagged) state dicts load as CLIP weights.
+    with pytest.raises(ValueError, match="fs.safetensors is not a CLIP weights file"):
+        sc.read_clip_state_dict(path)
+    with pytest.raises(ValueError, match="is not a StyleCLIP channel directions file"):
+        sc.load_channel_directions(sc.save_s_stats(tmp_path / "s.safetensors", [np.ones(2, np.float32)],
+                                                   [np.ones(2, np.float32)], ["a"]))

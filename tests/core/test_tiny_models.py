@@ -28,9 +28,9 @@ def test_tiny_models_round_trip_and_invert(tmp_path):
 def test_separable_variant_builds_saves_and_predicts_full_kernels(tmp_path):
     """The separable hypernetwork (no released checkpoint) gives [B, out, in, 3, 3] offsets for the non-shared
     layers that vary over the kernel (unlike the per-channel blocks), and its files round-trip with the variant."""
-    from hyperstyle_core.checkpoints import read_info, save_model
-    from hyperstyle_core.hypernetwork import HyperNetConfig
-    from hyperstyle_core.models import HyperStyleModel, InputSpec
+    from hyperstyle_core.io.checkpoints import read_info, save_model
+    from hyperstyle_core.nn.hypernetwork import HyperNetConfig
+    from hyperstyle_core.nn.networks import HyperStyleModel, InputSpec
     from hyperstyle_core.testing import tiny_generator_config
 
     torch.manual_seed(0)

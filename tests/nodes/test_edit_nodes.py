@@ -29,7 +29,7 @@ def test_compute_ganspace_and_edit_moves_the_image(nodes, pack, comfy_env):
     generator = tiny_generator()
     (ganspace,) = nodes["HyperStyleComputeGanSpace"]().execute(generator, n_samples=4000, n_components=8,
                                                                filename_prefix="hyperstyle/pca")
-    assert (comfy_env / "output" / "hyperstyle" / "pca.safetensors").exists()
+    assert (comfy_env / "output" / "hyperstyle" / "pca_00001_.safetensors").exists()
     latent = generator.mapping(torch.randn(1, 32))[:, None].repeat(1, generator.n_latent, 1)
     (edited,) = nodes["HyperStyleGanSpaceEdit"]().execute(latent, ganspace, 0, 0, generator.n_latent, 4.0)
     (a,) = nodes["HyperStyleGenerate"]().execute(generator, latent)
@@ -46,7 +46,7 @@ def test_fit_direction_node(nodes, comfy_env):
                                                              "hyperstyle/mine")
     cosine = torch.nn.functional.cosine_similarity(direction.vector.flatten(), normal, dim=0)
     assert cosine > 0.9
-    assert (comfy_env / "output" / "hyperstyle" / "mine.safetensors").exists()
+    assert (comfy_env / "output" / "hyperstyle" / "mine_00001_.safetensors").exists()
     with pytest.raises(ValueError, match="labels must be 0/1 numbers"):
         nodes["HyperStyleFitDirection"]().execute(latents, "yes,no", "svm", "")
 
@@ -64,7 +64,7 @@ def test_interpolate_and_save_animation(nodes, comfy_env):
     with Image.open(path) as im:
         assert im.n_frames == 4
     folder = nodes["HyperStyleSaveAnimation"]().execute(frames, "hyperstyle/anim", "png frames")["result"][0]
-    assert len(list((comfy_env / "output" / "hyperstyle").glob("anim_00002/frame_*.png"))) == 4, folder
+    assert len(list((comfy_env / "output" / "hyperstyle").glob("anim_00002_/frame_*.png"))) == 4, folder
 
 
 def test_styleclip_nodes_on_a_tiny_generator_and_clip(nodes, pack, models_dir, comfy_env):
@@ -75,12 +75,13 @@ def test_styleclip_nodes_on_a_tiny_generator_and_clip(nodes, pack, models_dir, c
     from safetensors.torch import save_file
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
     from test_styleclip import tiny_clip
-    from hyperstyle_pack.hyperstyle_core import styleclip as sc
+    from hyperstyle_pack.hyperstyle_core.editing import styleclip as sc
     from hyperstyle_pack.hyperstyle_core.deltas import GeneratorSignature, WeightDeltas
     from hyperstyle_pack.hyperstyle_core.testing import tiny_generator
 
     clip_model = tiny_clip()
-    save_file({k: v.contiguous() for k, v in clip_model.state_dict().items()}, str(models_dir / "tiny_clip.safetensors"))
+    save_file({k: v.contiguous() for k, v in clip_model.state_dict().items()},
+              str(models_dir / "tiny_clip.safetensors"))
     generator = tiny_generator(size=32)
     means, stds = sc.compute_s_stats(generator, n_samples=2000)
     sc.save_s_stats(models_dir / "tiny_s_stats.safetensors", means, stds, generator.layer_names)

@@ -75,7 +75,7 @@ def test_original_pt_is_refused_before_running(nodes, models_dir):
 
 
 def test_encode_refine_generate_matches_core(nodes, loaded):
-    from hyperstyle_pack.hyperstyle_core import generate, invert
+    from hyperstyle_pack.hyperstyle_core import invert
     model, generator, w_encoder = loaded
     image = _photo("aligned_affleck.jpg", 256)
     before = image.clone()
@@ -173,17 +173,17 @@ def test_save_and_load_deltas_and_latents(nodes, loaded, comfy_env):
     deltas, _ = nodes["HyperStyleRefine"]().execute(model, image, latent, iterations=1)
     saved = nodes["HyperStyleSaveDeltas"]().execute(deltas, "hyperstyle/test")
     path = saved["result"][0]
-    assert path.endswith("hyperstyle/test_00001.safetensors")
+    assert path.endswith("hyperstyle/test_00001_.safetensors")
     files = nodes["HyperStyleLoadDeltas"].INPUT_TYPES()["required"]["file"][0]
-    assert "hyperstyle/test_00001.safetensors" in files
-    (back,) = nodes["HyperStyleLoadDeltas"]().execute("hyperstyle/test_00001.safetensors")
+    assert "hyperstyle/test_00001_.safetensors" in files
+    (back,) = nodes["HyperStyleLoadDeltas"]().execute("hyperstyle/test_00001_.safetensors")
     assert all(torch.equal(back[n], deltas[n]) for n in deltas)
     second = nodes["HyperStyleSaveDeltas"]().execute(deltas, "hyperstyle/test")["result"][0]
-    assert second.endswith("test_00002.safetensors")
+    assert second.endswith("test_00002_.safetensors")
     lat_path = nodes["HyperStyleSaveLatent"]().execute(latent, "hyperstyle/latent")["result"][0]
-    (lat,) = nodes["HyperStyleLoadLatent"]().execute("hyperstyle/latent_00001.safetensors")
-    assert torch.equal(lat, latent) and lat_path.endswith("latent_00001.safetensors")
-    with pytest.raises(ValueError, match="must be a relative name inside the output folder"):
+    (lat,) = nodes["HyperStyleLoadLatent"]().execute("hyperstyle/latent_00001_.safetensors")
+    assert torch.equal(lat, latent) and lat_path.endswith("latent_00001_.safetensors")
+    with pytest.raises(ValueError, match="must stay inside ComfyUI.s output folder"):
         nodes["HyperStyleSaveDeltas"]().execute(deltas, "../escape")
 
 

@@ -1,0 +1,168 @@
+"""Benchmark: per-stage times and peak memory of a full HyperStyle inversion (a script, not a test).
+
+    python -m hyperstyle_core.bench                       # FFHQ 1024 config, recipe weights, batch 1 and 4
+    python -m hyperstyle_core.bench --models models/      # the user's converted hyperstyle_ffhq + faces_w_encoder
+
+Recipe weights come from ../shared/fixtures/official/recipe.py (override with --recipe).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from ..io import checkpoints, convert
+from ..devices import resolve_device, resolve_dtype
+from ..inversion import invert
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official" / "recipe.py"
+
+
+def _rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2 ** 20
+    return float("nan")
+
+
+def _peak_rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2 ** 20
+    return float("nan")
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _load_recipe(path: Path):
+    if not path.exists():
+        raise FileNotFoundError(f"recipe.py not found at {path}; pass --recipe or --models")
+    spec = importlib.util.spec_from_file_location("hyperstyle_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_models(args, device, dtype):
+    if args.models:
+        models = Path(args.models)
+        hs = checkpoints.load(models / "hyperstyle_ffhq.safetensors", device, dtype, expect="hyperstyle")
+        we = checkpoints.load(models / "faces_w_encoder.safetensors", device, dtype, expect="w_encoder")
+        return hs, we
+    recipe = _load_recipe(Path(args.recipe))
+    manifests = Path(args.recipe).parent / "manifests"
+    out = []
+    for name in (f"hyperstyle_ffhq_{args.size}", f"faces_w_encoder_{args.size}"):
+        ckpt = recipe.make_checkpoint(manifests / f"{name}.json")
+        out.append(convert.from_checkpoint(ckpt, device, dtype, name))
+        del ckpt
+    return tuple(out)
+
+
+class StageTimer:
+    """Wall time of each module call via forward hooks (synchronising CUDA so the numbers are real)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.times: dict[str, list[float]] = defaultdict(list)
+        self._start: dict[str, float] = {}
+        self._handles = []
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+    def watch(self, module: torch.nn.Module, name: str):
+        def pre(_m, _i):
+            self._sync()
+            self._start[name] = time.perf_counter()
+
+        def post(_m, _i, _o):
+            self._sync()
+            self.times[name].append(time.perf_counter() - self._start[name])
+
+        self._handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+
+    def close(self):
+        for h in self._handles:
+            h.remove()
+
+
+def run(batch: int, hs, we, n_iters: int, device: torch.device, repeats: int) -> None:
+    images = torch.rand(batch, 3, hs.input_spec.height, hs.input_spec.width, generator=torch.Generator().manual_seed(0))
+    images = (images * 2 - 1).to(device)
+    invert(images, hs, we, n_iters=1)  # warm-up (allocator, kernels)
+    for rep in range(repeats):
+        timer = StageTimer(device)
+        timer.watch(we.encoder, "w_encoder")
+        timer.watch(hs.hypernet, "hypernet")
+        timer.watch(hs.decoder, "generator")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        invert(images, hs, we, n_iters=n_iters)
+        timer._sync()
+        total = time.perf_counter() - t0
+        timer.close()
+        gens = timer.times["generator"]
+        print(f"batch {batch} run {rep + 1}: total {total:.2f} s ({total / batch:.2f} s/image)")
+        print(f"  W-encoder            {timer.times['w_encoder'][0]:7.3f} s")
+        print(f"  initial generator    {gens[0]:7.3f} s")
+        for i, (h, g) in enumerate(zip(timer.times["hypernet"], gens[1:]), 1):
+            print(f"  iteration {i}: hypernet {h:7.3f} s   generator {g:7.3f} s")
+        hyper_sum, gen_sum = sum(timer.times["hypernet"]), sum(gens)
+        print(f"  sums: W-encoder {timer.times['w_encoder'][0]:.2f} s, hypernet {hyper_sum:.2f} s, "
+              f"generator {gen_sum:.2f} s, other {total - hyper_sum - gen_sum - timer.times['w_encoder'][0]:.2f} s")
+        if device.type == "cuda":
+            print(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB")
+        print(f"  peak RSS during inversion {_peak_rss_gib():.2f} GiB (RSS now {_rss_gib():.2f} GiB)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hyperstyle_core.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=1024, choices=(256, 1024), help="FFHQ config size (recipe weights)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
+    p.add_argument("--iters", type=int, default=5, help="refinement iterations")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per batch size")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 (half precision on GPU only)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="path of the shared recipe.py")
+    p.add_argument("--models", default=None, help="folder with converted hyperstyle_ffhq / faces_w_encoder files")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    print(f"torch {torch.__version__}, device {device}, dtype {dtype}, threads {torch.get_num_threads()}, "
+          f"cpus {os.cpu_count()}")
+    t0 = time.perf_counter()
+    hs, we = load_models(args, device, dtype)
+    print(f"models ready in {time.perf_counter() - t0:.1f} s, RSS {_rss_gib():.2f} GiB "
+          f"(peak so far {_peak_rss_gib():.2f} GiB)")
+    for batch in args.batch:
+        run(batch, hs, we, args.iters, device, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Faces in photos: FFHQ alignment (dlib landmarks) and paste-back."""

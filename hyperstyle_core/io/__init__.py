@@ -1,0 +1,2 @@
+"""Files: the one format layer (formats), converted checkpoints (checkpoints, convert), restricted unpicklers,
+latents, directions, images, downloads."""

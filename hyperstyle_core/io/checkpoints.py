@@ -1,0 +1,145 @@
+"""Converted model files -> models (`load`, `read_info`), and models -> files (`save_model`).
+
+Runtime loading reads safetensors only, with strict keys, building the network from the typed config stored in the
+file's metadata (nn.configs). Official `.pt` checkpoints are turned into such files by io.convert.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from ..devices import resolve_device, resolve_dtype
+from ..nn.configs import build_model, model_config
+from .directions import direction_from_tensor
+from .formats import FORMATS, check_format, format_name, read_safetensors_header, write_safetensors
+
+KINDS = {
+    "hyperstyle": "HyperStyle model (hyperstyle_ffhq.pt, hyperstyle_cars.pt, hyperstyle_afhq_wild.pt): "
+                  "'state_dict' with hypernet.* + decoder.*, and latent_avg",
+    "w_encoder": "pSp W-encoder (faces_w_encoder.pt, cars_w_encoder.pt, afhq_wild_w_encoder.pt): "
+                 "'state_dict' with encoder.* (IR-SE50 + linear) + decoder.*",
+    "restyle_e4e": "ReStyle e4e encoder (restyle_e4e_ffhq_encode.pt): 'state_dict' with encoder.styles.* + decoder.*",
+    "stylegan2": "rosinality StyleGAN2 generator (stylegan2-ffhq-config-f.pt, toonify, StyleGAN-NADA, ...): 'g_ema'",
+    "direction": "InterFaceGAN latent direction (age.pt, smile.pt [1, 512]; pose.pt [1, 18, 512]): a bare tensor",
+}
+KIND_TITLES = {"hyperstyle": "HyperStyle model", "w_encoder": "W-encoder", "restyle_e4e": "ReStyle-e4e encoder",
+               "stylegan2": "StyleGAN2 generator", "direction": "latent direction"}
+# The official file names, one per kind: what loaders, the runner and messages default to.
+DEFAULT_FILES = {"hyperstyle": "hyperstyle_ffhq.safetensors", "w_encoder": "faces_w_encoder.safetensors",
+                 "restyle_e4e": "restyle_e4e_ffhq_encode.safetensors",
+                 "stylegan2": "stylegan2-ffhq-config-f.safetensors", "direction": "age.safetensors"}
+
+
+def _expected_keys(kind: str, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = build_model(kind, config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_strict(kind: str, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], name: str) -> None:
+    if kind == "direction":
+        if set(tensors) != {"direction"} or list(tensors["direction"].shape) != list(config["shape"]):
+            raise ValueError(f"{name} is not a valid direction file "
+                             f"(expected one tensor 'direction' {config['shape']})")
+        return
+    expected = _expected_keys(kind, config)
+    got = {k: tuple(v.shape) for k, v in tensors.items() if not (kind == "stylegan2" and k == "latent_avg")}
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    wrong = [f"{k} {list(got[k])} != {list(expected[k])}" for k in expected if k in got and got[k] != expected[k]]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys (e.g. {missing[:4]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:4]})")
+        if wrong:
+            parts.append(f"wrong shapes: {wrong[:4]}")
+        raise ValueError(f"{name} does not match the {KIND_TITLES[kind]} architecture: " + "; ".join(parts))
+
+
+def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.Tensor], device: torch.device,
+                 dtype: torch.dtype, name: str) -> nn.Module:
+    check_strict(kind, config, tensors, name)
+    latent_avg = tensors.pop("latent_avg", None) if kind == "stylegan2" else None
+    with torch.device("meta"):
+        model = build_model(kind, config)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    model.eval().requires_grad_(False)
+    model = model.to(device=device, dtype=dtype)
+    if kind == "stylegan2":
+        model.latent_avg = None if latent_avg is None else latent_avg.to(device=device, dtype=dtype)
+    return model
+
+
+def read_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Kind, config and metadata of a converted file without reading its tensors."""
+    path = Path(path)
+    meta = read_safetensors_header(path).get("__metadata__") or {}
+    found = format_name(meta)
+    if found == "weight_deltas":
+        raise ValueError(f"{path.name} holds weight deltas, not a model; load it with the Load Deltas node "
+                         f"or WeightDeltas.load")
+    if found != "checkpoint":
+        described = f"it is a {FORMATS[found][1]}" if found else f"metadata format {meta.get('format')!r}"
+        raise ValueError(f"{path.name} is a safetensors file but not one written by the hyperstyle_core converter "
+                         f"({described}). "
+                         "Convert the official .pt checkpoint with `python -m hyperstyle_core convert`.")
+    check_format(meta, "checkpoint", path.name, "convert the .pt again")
+    if meta.get("kind") not in KINDS:
+        raise ValueError(f"{path.name} has unknown kind {meta.get('kind')!r}")
+    try:
+        config = json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError):
+        raise ValueError(f"{path.name} has no readable architecture config. Convert the .pt again.") from None
+    return {"kind": meta["kind"], "config": config, "metadata": meta}
+
+
+def load(path: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
+         expect: str | None = None) -> nn.Module:
+    """Build the model a converted safetensors file describes, with strict keys.
+
+    Args:
+        path: a file written by `convert`.
+        device: "auto" / None (CUDA, then MPS, then CPU), or any torch device.
+        dtype: float32 (default), float16 or bfloat16 (half precision needs a GPU).
+        expect: optional kind the caller needs ("hyperstyle", "w_encoder", "restyle_e4e", "stylegan2", "direction").
+    Returns:
+        HyperStyleModel, WEncoderModel, ReStyleE4EModel or Generator, in eval mode without gradients (a
+        LatentDirection for direction files).
+    """
+    path = Path(path)
+    info = read_info(path)
+    kind, config = info["kind"], info["config"]
+    if expect is not None and kind != expect:
+        raise ValueError(f"{path.name} is a {KIND_TITLES[kind]} file, but a {KIND_TITLES[expect]} is needed here. "
+                         f"Choose a {KIND_TITLES[expect]} file (e.g. {DEFAULT_FILES[expect]}).")
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type
+        raise ValueError(f"{path.name} could not be read ({e}); it is corrupt. Convert the .pt again.") from None
+    if kind == "direction":
+        check_strict(kind, config, tensors, path.name)
+        return direction_from_tensor(tensors["direction"], path.stem)
+    model = instantiate(kind, config, tensors, device, dtype, path.name)
+    model.source_path = str(path)
+    return model
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, source_name: str = "") -> Path:
+    """Write a model built in memory (e.g. a tiny test model) in the converted-file format, atomically."""
+    kind, config = model_config(model)
+    tensors = dict(model.state_dict())
+    if kind == "stylegan2" and getattr(model, "latent_avg", None) is not None:
+        tensors["latent_avg"] = model.latent_avg
+    return write_safetensors(path, tensors, "checkpoint", {"kind": kind, "config": json.dumps(config), "opts": "{}",
+                                                           "source_name": source_name, "source_sha256": ""})

@@ -1,0 +1,150 @@
+"""Image <-> tensor conversions matching the official transforms (Resize on PIL, ToTensor, Normalize(0.5, 0.5)).
+
+`read_rgb` is the one place files become RGB pictures: EXIF rotation, alpha, palette, CMYK, 16-bit and float modes,
+a pixel limit and errors that say what was wrong (`ImageReadError.code` for machine-readable reasons).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+EXIF_ORIENTATION = 0x0112
+_WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+MIN_IMAGE_SIDE = 64                # smallest usable side: dlib finds faces down to ~40 px; encoders need a real picture
+DEFAULT_MAX_PIXELS = 80_000_000    # refused above, before decoding: 80 MP decode to 240 MB; PIL itself warns at 89 MP
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be used as a picture. `code` is one of: empty, not_an_image, truncated, too_large,
+    unsupported_mode, unreadable."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[Image.Image, list[str]]:
+    """Open an image file as an upright RGB picture and say what had to be converted.
+
+    Args:
+        path: an image file (anything PIL reads: JPEG, PNG, WebP, TIFF, BMP, GIF ...).
+        max_pixels: refuse pictures with more pixels than this before decoding them (None: only PIL's own
+            decompression-bomb limit applies).
+    Returns:
+        (RGB image, notes) where notes are short phrases such as "rotated per EXIF orientation 6", "CMYK converted
+        to RGB", "alpha composited over white", "16-bit grayscale scaled to 8-bit", "first of 3 frames".
+    Raises:
+        FileNotFoundError: the path does not exist (or is a broken link).
+        ImageReadError (a ValueError): anything else, with `code` saying why.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist" + (" (broken link)" if path.is_symlink() else ""))
+    if path.is_dir():
+        raise ImageReadError(f"{path.name} is a folder, not an image file", "not_an_image")
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path.name} is an empty file (0 bytes); copy it again", "empty")
+    except OSError as e:
+        raise ImageReadError(f"{path.name} could not be read ({e.strerror or e})", "unreadable") from None
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)     # our own limit decides
+            with Image.open(path) as img:
+                width, height = img.size
+                if width < 1 or height < 1:
+                    raise ImageReadError(f"{path.name} has no pixels ({width}x{height})", "not_an_image")
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageReadError(
+                        f"{path.name} is {width}x{height} = {width * height / 1e6:.0f} megapixels, above the limit of "
+                        f"{max_pixels / 1e6:.0f}; downscale it or raise the limit (--max-pixels)", "too_large")
+                frames = getattr(img, "n_frames", 1)
+                if frames > 1:
+                    notes.append(f"first of {frames} frames")
+                img.load()
+                orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+                if orientation in range(2, 9):
+                    notes.append(f"rotated per EXIF orientation {orientation}")
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img, path.name, notes), notes
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path.name} is too large to decode safely ({e}); downscale it", "too_large") from None
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, EOFError, ValueError, TypeError, IndexError, KeyError, MemoryError) as e:
+        # PIL reports broken files through many exception types; truncation says so in the message.
+        text = str(e) or type(e).__name__
+        if isinstance(e, MemoryError):
+            raise ImageReadError(f"{path.name} needs more memory to decode than is available; downscale it",
+                                 "too_large") from None
+        if "truncated" in text.lower() or isinstance(e, EOFError):
+            raise ImageReadError(f"{path.name} is truncated ({text}); it was cut off while copying or downloading. "
+                                 f"Copy it again", "truncated") from None
+        if isinstance(e, PermissionError):
+            raise ImageReadError(f"{path.name} could not be read (permission denied)", "unreadable") from None
+        raise ImageReadError(f"{path.name} could not be read as an image ({text}); use a JPEG or PNG photo",
+                             "not_an_image") from None
+
+
+def _to_rgb(img: Image.Image, name: str, notes: list[str]) -> Image.Image:
+    """Any decoded PIL mode -> RGB, appending what was done to `notes`."""
+    mode = img.mode
+    if mode in _WIDE_GRAY_MODES:
+        # 16-bit / 32-bit / float grayscale: scale to 8 bit before converting (PIL would clip).
+        arr = np.asarray(img, dtype=np.float64)
+        notes.append(f"{'float' if mode == 'F' else '16-bit' if mode.startswith('I;16') else '32-bit'} grayscale "
+                     f"scaled to 8-bit")
+        arr = np.nan_to_num(arr - min(float(arr.min()), 0.0), nan=0.0, posinf=0.0)
+        img = Image.fromarray(np.clip(arr / max(arr.max(), 1e-12 if mode == "F" else 1) * 255, 0, 255).astype(np.uint8))
+    elif mode in ("L", "1"):
+        notes.append("grayscale" if mode == "L" else "1-bit")
+    elif mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        notes.append("alpha composited over white")
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    try:
+        return img.convert("RGB")
+    except ValueError as e:
+        raise ImageReadError(f"{name} has colour mode {mode}, which cannot be converted to RGB ({e}); save it as an "
+                             f"RGB JPEG or PNG", "unsupported_mode") from None
+
+
+def open_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Open an image file as RGB, honouring EXIF rotation. Raises ValueError for anything that is not an image
+    (see `read_rgb`, which also returns what was converted)."""
+    return read_rgb(path, max_pixels)[0]
+
+
+def pil_to_input(img: Image.Image, height: int = 256, width: int = 256) -> torch.Tensor:
+    """PIL RGB -> [1, 3, height, width] in [-1, 1], as the official inference transform (bilinear PIL resize)."""
+    img = img.convert("RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    arr = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    return (arr * 2 - 1).unsqueeze(0)
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """Generator output roughly in [-1, 1] (any layout) -> float32 on the CPU in [0, 1], clamped; the one place
+    this conversion is written (PNG writing, ComfyUI IMAGE outputs, animation frames)."""
+    return ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """[3, H, W] (or [1, 3, H, W]) in [-1, 1] -> PIL RGB, as the official tensor2im (clamp, scale, truncate)."""
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"tensor_to_pil takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    arr = to_unit_range(image) * 255
+    return Image.fromarray(arr.permute(1, 2, 0).numpy().astype(np.uint8))

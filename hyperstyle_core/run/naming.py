@@ -1,0 +1,115 @@
+"""Output file names of a folder run: what each input writes, and distinct `<out>` stems for clashing inputs.
+
+Output names: `<out>_aligned.png`, `<out>_alignment.json`, `<out>_inversion.png`, `<out>_pasted.png`,
+`<out>_<edit>.png`, `<out>_<edit>_pasted.png`, `<out>_<transfer>.png`, `<out>_latent.safetensors`,
+`<out>_deltas.safetensors`, where `<out>` is the input's stem. Inputs whose stems clash (a.jpg and a.png, or
+A.jpg and a.jpg on a case-insensitive disk) are all named `<stem>_<extension>` (a_jpg, a_png), then a counter;
+a name recorded by an earlier run is kept.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..io.folders import LATENT_SUFFIX, InputFile
+from .options import RunOptions, edit_labels, transfer_label
+
+__all__ = ["output_names", "transfer_label", "assign_output_stems", "unique_stems"]
+
+
+def output_names(out: str, options: RunOptions, latent_input: bool = False) -> list[str]:
+    """Every file `run_folder` writes for an input named `out` under `options`."""
+    p = options.products
+    face_outputs = []     # images of the face that also get a pasted version
+    names = []
+    if not latent_input:
+        if options.align and "aligned" in p:
+            names.append(f"{out}_aligned.png")
+        if options.align and "alignment" in p:
+            names.append(f"{out}_alignment.json")
+        if "inversion" in p:
+            face_outputs.append(f"{out}_inversion")
+    if "edits" in p:
+        face_outputs += [f"{out}_{label}" for label in edit_labels(options.edits)]
+    names += [f"{f}.png" for f in face_outputs]
+    if options.align and options.paste and "pasted" in p and not latent_input:
+        names += [f"{out}_pasted.png" if f == f"{out}_inversion" else f"{f}_pasted.png" for f in face_outputs]
+    if "transfers" in p:
+        names += [f"{out}_{transfer_label(t)}.png" for t in options.transfers]
+    if not latent_input:
+        if "latent" in p:
+            names.append(f"{out}{LATENT_SUFFIX}")
+        if "deltas" in p:
+            names.append(f"{out}_deltas.safetensors")
+    return names
+
+
+def _stem_of(item: InputFile) -> str:
+    name = item.path.name
+    return name[:-len(LATENT_SUFFIX)] if item.is_latent else Path(name).stem
+
+
+def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
+                        previous: dict[str, str] | None = None) -> dict[str, str]:
+    """Deterministic `<out>` name per input key, such that no two inputs write the same file.
+
+    Unique stems are kept; clashing stems (a.jpg / a.png, case-insensitively) become `<stem>_<ext>`, then get a
+    counter. Names in `previous` (key -> out from the manifest) are claimed first so re-runs keep their names.
+    """
+    previous = previous or {}
+    claimed: set[str] = set()
+    result: dict[str, str] = {}
+
+    def fits(item: InputFile, out: str) -> bool:
+        files = {n.lower() for n in output_names(out, options, item.is_latent)}
+        return not files & claimed
+
+    def claim(item: InputFile, out: str) -> None:
+        claimed.update(n.lower() for n in output_names(out, options, item.is_latent))
+        result[item.key] = out
+
+    clashing = _clashing_stems([_stem_of(item) for item in items])
+    for item in items:
+        out = previous.get(item.key)
+        if out and fits(item, out):
+            claim(item, out)
+    for item in items:
+        if item.key not in result:
+            ext = "latent" if item.is_latent else item.path.suffix
+            claim(item, next(c for c in _name_candidates(_stem_of(item), ext, clashing) if fits(item, c)))
+    return result
+
+
+def _clashing_stems(stems: Sequence[str]) -> set[str]:
+    """Lower-cased stems that more than one name has."""
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem.lower()] = counts.get(stem.lower(), 0) + 1
+    return {stem for stem, n in counts.items() if n > 1}
+
+
+def _name_candidates(stem: str, suffix: str, clashing: set[str]) -> Iterator[str]:
+    """stem (when no other name shares it), then stem_ext, stem_ext_2, stem_ext_3, ..."""
+    stem = stem or "image"
+    if stem.lower() not in clashing:
+        yield stem
+    ext = suffix.lstrip(".").lower()
+    base = f"{stem}_{ext}" if ext else stem
+    yield base
+    n = 2
+    while True:
+        yield f"{base}_{n}"
+        n += 1
+
+
+def unique_stems(names: Sequence[str]) -> list[str]:
+    """File names -> distinct stems by the rule `run_folder` uses: a.jpg, a.png, b.jpg -> a_jpg, a_png, b."""
+    paths = [Path(Path(n).name) for n in names]
+    clashing = _clashing_stems([p.stem for p in paths])
+    taken: set[str] = set()
+    out = []
+    for p in paths:
+        stem = next(c for c in _name_candidates(p.stem, p.suffix, clashing) if c.lower() not in taken)
+        taken.add(stem.lower())
+        out.append(stem)
+    return out
