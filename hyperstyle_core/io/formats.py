@@ -28,9 +28,9 @@ LEGACY_VERSION_KEY = "format_version"      # release 0.1: checkpoints, direction
 # name -> (current version, what the file holds: used in messages)
 FORMATS: dict[str, tuple[int, str]] = {
     "checkpoint": (1, "converted model"),
-    "weight_deltas": (1, "weight deltas file"),
+    "weight_deltas": (1, "weight-deltas file"),
     "latent": (1, "latent file"),
-    "ganspace": (1, "GANSpace directions file"),
+    "ganspace": (1, "GANSpace file"),
     "styleclip_s_stats": (1, "StyleCLIP S statistics file"),
     "styleclip_channel_directions": (1, "StyleCLIP channel directions file"),
     "clip": (1, "CLIP weights file"),
@@ -91,6 +91,8 @@ def check_format(metadata: Mapping[str, str], name: str, file_name: str, hint: s
     what = _a(FORMATS[name][1])
     if found != name:
         described = _a(FORMATS[found][1]) if found else f"format {metadata.get(TAG_KEY)!r}"
+        if found == "checkpoint" and "kind" in metadata:
+            described += f" of kind {metadata['kind']!r}"
         raise ValueError(f"{file_name} is not {what} (it is {described}); {hint}")
     version = format_version(metadata)
     current = FORMATS[name][0]

@@ -113,7 +113,7 @@ def test_files_are_deterministic_and_readable_by_safetensors(tmp_path):
 
 def test_wrong_format_and_newer_version_are_refused_with_a_hint(tmp_path):
     latent = save_latent(tmp_path / "latent.safetensors", torch.zeros(1, 4, 8))
-    with pytest.raises(ValueError, match=r"latent\.safetensors is not a weight deltas file \(it is a latent file\)"):
+    with pytest.raises(ValueError, match=r"latent\.safetensors is not a weight-deltas file \(it is a latent file\)"):
         WeightDeltas.load(latent)
     with pytest.raises(ValueError, match="reads versions up to 1. Update hyperstyle_core"):
         check_format({"format": "hyperstyle.latent", "version": "2"}, "latent", "x.safetensors", "save it again")
