@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from ..hyperstyle_core.editing.directions import apply_direction, sweep_direction
+from ..hyperstyle_core.editing.directions import apply_direction, sweep_direction, sweep_factors
 from ..hyperstyle_core.editing.ganspace import compute_ganspace, ganspace_edit, load_ganspace, save_ganspace
 from ..hyperstyle_core.editing.interfacegan import fit_direction
 from ..hyperstyle_core.io.directions import save_direction
@@ -55,8 +55,7 @@ class HyperStyleLatentEditSweep:
         }}
 
     def execute(self, latent, direction, start=-3.0, end=3.0, steps=5, deltas=None):
-        factors = [start] if steps == 1 else [start + (end - start) * i / (steps - 1) for i in range(steps)]
-        swept = sweep_direction(latent, direction, factors)
+        swept = sweep_direction(latent, direction, sweep_factors(start, end, steps))
         return (swept, None if deltas is None else deltas.repeat_each(latent.shape[0], steps))
 
 

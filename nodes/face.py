@@ -1,29 +1,15 @@
 """Face nodes: FFHQ alignment (dlib) of a batch, and paste-back of (edited) aligned faces into the photos."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from ..hyperstyle_core.face.alignment import align_image
-from ..hyperstyle_core.face.paste_back import paste_back
+from ..hyperstyle_core.face.batch import align_batch, paste_back_batch
 from . import _comfy
 from ._images import to_rgb
 
 FACE_CHOICES = ["largest", "all", "index"]
 NO_FACE_CHOICES = ["error", "skip", "passthrough"]
-
-
-@dataclass(frozen=True)
-class AlignedBatch:
-    """HYPERSTYLE_ALIGNMENT: for each aligned output image, its source image index and AlignmentInfo (None for a
-    pass-through crop, which has nothing to paste back)."""
-    entries: tuple[tuple[int, object], ...]
-    source_count: int
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 class HyperStyleAlignFace:
@@ -58,18 +44,8 @@ class HyperStyleAlignFace:
         images = to_rgb(image, "HyperStyle Align Face image")
         choice = face_index if face == "index" else face
         progress = _comfy.Progress(images.shape[0])
-        crops, entries = [], []
-        for i in range(images.shape[0]):
-            name = f"image {i + 1} of {images.shape[0]}"
-            photo = images[i].float().cpu().numpy()
-            for crop, info in align_image(photo, output_size, choice, on_no_face, name, image_index=i):
-                crops.append(torch.from_numpy(crop.astype(np.float32) / 255.0))
-                entries.append((i, info))
-            progress.step()
-        if not crops:
-            raise ValueError(f"No face found in any of the {images.shape[0]} image(s), so nothing was aligned. Use "
-                             f"photos with a visible face, or set on_no_face to 'passthrough'.")
-        return (torch.stack(crops), AlignedBatch(tuple(entries), images.shape[0]))
+        crops, alignment = align_batch(images.float().cpu().numpy(), output_size, choice, on_no_face, progress.step)
+        return (torch.from_numpy(np.stack(crops).astype(np.float32) / 255.0), alignment)
 
 
 class HyperStylePasteBack:
@@ -96,23 +72,10 @@ class HyperStylePasteBack:
 
         photos = to_rgb(original, "HyperStyle Paste Back original")
         faces = to_rgb(face, "HyperStyle Paste Back face")
-        if photos.shape[0] != alignment.source_count:
-            raise ValueError(f"HyperStyle Paste Back got {photos.shape[0]} original photo(s) but the alignment was "
-                             f"made from {alignment.source_count}; connect the same images that went into Align Face")
-        n = len(alignment)
-        if faces.shape[0] % n:
-            raise ValueError(f"HyperStyle Paste Back got {faces.shape[0]} faces for {n} aligned crop(s); give one "
-                             f"face per crop (or the same number per crop, e.g. from an edit sweep)")
-        frames = faces.shape[0] // n
-        progress = _comfy.Progress(photos.shape[0] * frames)
-        out = []
-        for src in range(photos.shape[0]):
-            for frame in range(frames):
-                canvas = photos[src].float().cpu().numpy()
-                for k, (source_index, info) in enumerate(alignment.entries):
-                    if source_index != src or info is None:
-                        continue
-                    canvas = paste_back(canvas, faces[k * frames + frame].float().cpu().numpy(), info, feather)
-                out.append(torch.from_numpy(np.ascontiguousarray(canvas, dtype=np.float32)))
-                progress.step()
-        return (torch.stack(out),)
+        progress = _comfy.Progress(photos.shape[0] * max(1, faces.shape[0] // max(1, len(alignment))))
+        try:
+            composites = paste_back_batch(photos.float().cpu().numpy(), faces.float().cpu().numpy(), alignment,
+                                          feather, progress.step)
+        except ValueError as e:
+            raise ValueError(f"HyperStyle Paste Back {e}") from None
+        return (torch.from_numpy(np.stack(composites)),)

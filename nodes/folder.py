@@ -5,14 +5,14 @@ import hashlib
 import logging
 from pathlib import Path
 
-import numpy as np
-import torch
-
+from ..hyperstyle_core.io.folders import list_folder
+from ..hyperstyle_core.io.images import DEFAULT_MAX_PIXELS, FIT_MODES, read_image_batch, save_png
+from ..hyperstyle_core.run.naming import named_png_files
 from . import _comfy
+from ._images import to_rgb
 
 log = logging.getLogger("hyperstyle.nodes")
 
-FIT_CHOICES = ["pad", "crop", "stretch"]
 DEFAULT_PATTERN = "*.jpg;*.jpeg;*.png;*.webp"
 
 
@@ -26,31 +26,12 @@ def resolve_directory(directory: str) -> Path:
 
 
 def _selected_files(directory: str, pattern: str, cap: int, skip: int) -> tuple[Path, list[Path]]:
-    from ..hyperstyle_core.io.folders import list_folder
-
     folder = resolve_directory(directory)
     if not folder.is_dir():
         raise FileNotFoundError(f"HyperStyle Load Image Folder: folder {folder} does not exist. Leave directory empty "
                                 f"for ComfyUI's input folder, give a sub-folder of it, or an absolute path.")
     files = list_folder(folder, pattern)[skip:]
     return folder, files[:cap] if cap > 0 else files
-
-
-def _fit(img, size: tuple[int, int], mode: str):
-    """PIL image -> exactly `size` (w, h): pad (letterbox, aspect kept), crop (cover, centred) or stretch."""
-    from PIL import Image, ImageOps
-
-    if img.size == size:
-        return img
-    if mode == "stretch":
-        return img.resize(size, Image.Resampling.LANCZOS)
-    if mode == "crop":
-        return ImageOps.fit(img, size, Image.Resampling.LANCZOS)
-    scale = min(size[0] / img.width, size[1] / img.height)
-    inner = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    canvas = Image.new("RGB", size, (0, 0, 0))
-    canvas.paste(img.resize(inner, Image.Resampling.LANCZOS), ((size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2))
-    return canvas
 
 
 class HyperStyleLoadImageFolder:
@@ -80,7 +61,7 @@ class HyperStyleLoadImageFolder:
             "skip": ("INT", {"default": 0, "min": 0, "max": 1000000,
                              "tooltip": "Leave out the first N matching files (in name order), e.g. to continue "
                                         "with the next slice of a big folder."}),
-            "fit": (FIT_CHOICES, {"default": "pad",
+            "fit": (list(FIT_MODES), {"default": "pad",
                                   "tooltip": "How other sizes are made the first image's size: pad (whole photo, "
                                              "aspect kept, black borders), crop (fill, centre crop) or stretch."}),
         }}
@@ -109,38 +90,22 @@ class HyperStyleLoadImageFolder:
         return True
 
     def execute(self, directory="", pattern=DEFAULT_PATTERN, cap=0, skip=0, fit="pad"):
-        from ..hyperstyle_core.io.images import DEFAULT_MAX_PIXELS, MIN_IMAGE_SIDE, read_rgb
-
-        if fit not in FIT_CHOICES:
-            raise ValueError(f"HyperStyle Load Image Folder: fit must be one of {FIT_CHOICES}, got {fit!r}")
+        if fit not in FIT_MODES:
+            raise ValueError(f"HyperStyle Load Image Folder: fit must be one of {list(FIT_MODES)}, got {fit!r}")
         folder, files = _selected_files(directory, pattern, cap, skip)
         if not files:
             raise ValueError(f"HyperStyle Load Image Folder: no file in {folder} matches {pattern!r} (skip {skip}). "
                              f"Check the pattern, or put photos into that folder.")
         progress = _comfy.Progress(len(files))
-        batch, names, size = None, [], None
-        for path in files:
-            try:
-                img, notes = read_rgb(path, DEFAULT_MAX_PIXELS)
-                if min(img.size) < MIN_IMAGE_SIDE:
-                    raise ValueError(f"{path.name} is {img.width}x{img.height} pixels; at least "
-                                     f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed")
-            except (ValueError, FileNotFoundError) as e:
-                log.warning("HyperStyle Load Image Folder: leaving out %s: %s", path.name, e)
-                progress.step()
-                continue
-            if notes:
-                log.info("HyperStyle Load Image Folder: %s: %s", path.name, "; ".join(notes))
-            if size is None:
-                size = img.size
-                batch = torch.empty(len(files), size[1], size[0], 3)     # one allocation for the whole batch
-            batch[len(names)] = torch.from_numpy(np.asarray(_fit(img, size, fit), dtype=np.float32) / 255.0)
-            names.append(path.name)
-            progress.step()
-        if not names:
-            raise ValueError(f"HyperStyle Load Image Folder: none of the {len(files)} matching file(s) in {folder} "
-                             f"could be read as a photo (see the log for each reason)")
-        return (batch[:len(names)].clone() if len(names) < len(files) else batch, "\n".join(names))
+        try:
+            batch = read_image_batch(files, fit, DEFAULT_MAX_PIXELS, on_file=progress.step)
+        except ValueError as e:
+            raise ValueError(f"HyperStyle Load Image Folder: in {folder}, {e}") from None
+        for name, reason in batch.skipped:
+            log.warning("HyperStyle Load Image Folder: leaving out %s: %s", name, reason)
+        for name, converted in batch.notes:
+            log.info("HyperStyle Load Image Folder: %s: %s", name, converted)
+        return (batch.pixels, "\n".join(batch.names))
 
 
 def _check_subfolder(subfolder: str) -> str:
@@ -176,37 +141,22 @@ class HyperStyleSaveImagesNamed:
         }}
 
     def execute(self, images, names, subfolder="hyperstyle_folder", suffix=""):
-        from PIL import Image
-
-        from ..hyperstyle_core.run.naming import unique_stems
-        from ..hyperstyle_core.io.files import atomic_path
-        from ._images import to_rgb
-
         images = to_rgb(images, "HyperStyle Save Images Named images")
         name_list = [n.strip() for n in (names.splitlines() if isinstance(names, str) else list(names)) if n.strip()]
         if not name_list:
             raise ValueError("HyperStyle Save Images Named: names is empty; connect the names output of HyperStyle "
                              "Load Image Folder")
-        if any(c in suffix for c in "/\\:"):
-            raise ValueError(f"HyperStyle Save Images Named: suffix {suffix!r} must not contain / \\ or :")
-        n, m = images.shape[0], len(name_list)
-        if n % m:
-            raise ValueError(f"HyperStyle Save Images Named got {n} images for {m} names; give one image per name "
-                             f"(or the same number per name, e.g. from an edit sweep)")
-        per_name = n // m
+        try:
+            file_names = named_png_files(name_list, images.shape[0], suffix)
+        except ValueError as e:
+            raise ValueError(f"HyperStyle Save Images Named: {e}") from None
         sub = _check_subfolder(subfolder)
         folder = _comfy.output_directory() / sub
         folder.mkdir(parents=True, exist_ok=True)
-        stems = unique_stems(name_list)
-        progress = _comfy.Progress(n)
+        progress = _comfy.Progress(len(file_names))
         paths, ui = [], []
-        for k in range(n):
-            stem = stems[k // per_name] + suffix + (f"_{k % per_name + 1:02d}" if per_name > 1 else "")
-            path = folder / f"{stem}.png"
-            arr = (images[k].float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-            with atomic_path(path) as tmp:
-                Image.fromarray(arr).save(tmp, format="PNG")
-            paths.append(str(path))
-            ui.append({"filename": path.name, "subfolder": sub, "type": "output"})
+        for image, name in zip(images, file_names):
+            paths.append(str(save_png(image, folder / name)))
+            ui.append({"filename": name, "subfolder": sub, "type": "output"})
             progress.step()
         return {"ui": {"images": ui}, "result": ("\n".join(paths),)}

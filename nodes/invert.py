@@ -4,16 +4,12 @@ from __future__ import annotations
 import torch
 
 from ..hyperstyle_core.deltas import WeightDeltas
-from ..hyperstyle_core.inversion import generate, refine, restyle_e4e_invert, w_encode
+from ..hyperstyle_core.inversion import (batch_ranges, generate, generate_in_batches, refine, restyle_e4e_invert,
+                                         w_encode)
 from . import _comfy
 from ._images import comfy_to_model_input, model_output_to_comfy
 
 BATCH_TOOLTIP = "Images processed together; lower it if memory runs out (results are identical)."
-
-
-def _chunks(n: int, size: int):
-    for start in range(0, n, size):
-        yield start, min(n, start + size)
 
 
 class HyperStyleEncode:
@@ -41,7 +37,7 @@ class HyperStyleEncode:
         param = model.generator.input.input
         progress = _comfy.Progress(x.shape[0])
         latents, images = [], []
-        for a, b in _chunks(x.shape[0], batch_size):
+        for a, b in batch_ranges(x.shape[0], batch_size):
             with torch.no_grad():
                 codes = w_encode(w_encoder, x[a:b].to(param.device, param.dtype), model.latent_avg)
             latents.append(codes.cpu())
@@ -82,7 +78,7 @@ class HyperStyleRefine:
                              f"latent from HyperStyle Encode of the same images")
         progress = _comfy.Progress(x.shape[0] * iterations)
         deltas, outputs = [], []
-        for a, b in _chunks(x.shape[0], batch_size):
+        for a, b in batch_ranges(x.shape[0], batch_size):
             result = refine(x[a:b], model, latent[a:b], iterations,
                             on_iteration=lambda i, img, d, n=b - a: progress.step(n))
             deltas.append(result.deltas.to("cpu"))
@@ -123,20 +119,10 @@ class HyperStyleGenerate:
 
 
 def render(generator, latent, deltas, strength: float, randomize_noise: bool, batch_size: int) -> torch.Tensor:
-    """Chunked generate() with progress; deltas with batch 1 are shared by every latent."""
-
-    n = latent.shape[0]
-    if deltas is not None:
-        deltas.check_compatible(generator)
-        if deltas.batch_size not in (1, n):
-            raise ValueError(f"{deltas.batch_size} sets of deltas for {n} latents; use one set, or one per latent")
-    progress = _comfy.Progress(n)
-    out = []
-    for a, b in _chunks(n, batch_size):
-        d = None if deltas is None else (deltas if deltas.batch_size == 1 else deltas.index(slice(a, b)))
-        out.append(model_output_to_comfy(generate(generator, latent[a:b], d, randomize_noise, strength)))
-        progress.step(b - a)
-    return torch.cat(out)
+    """`generate_in_batches` with a progress bar, as a ComfyUI IMAGE."""
+    progress = _comfy.Progress(latent.shape[0])
+    images = generate_in_batches(generator, latent, deltas, randomize_noise, strength, batch_size, progress.step)
+    return model_output_to_comfy(images)
 
 
 class HyperStyleEncodeReStyle:
@@ -164,7 +150,7 @@ class HyperStyleEncodeReStyle:
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Encode ReStyle image")
         progress = _comfy.Progress(x.shape[0])
         latents, images = [], []
-        for a, b in _chunks(x.shape[0], batch_size):
+        for a, b in batch_ranges(x.shape[0], batch_size):
             result = restyle_e4e_invert(x[a:b], restyle, iterations)
             latents.append(result.latent.cpu())
             images.append(model_output_to_comfy(result.images[-1]))

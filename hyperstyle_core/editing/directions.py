@@ -10,7 +10,7 @@ import torch
 from ..io.directions import LatentDirection, direction_from_tensor, load_direction, save_direction
 
 __all__ = ["LatentDirection", "direction_from_tensor", "load_direction", "save_direction", "apply_direction",
-           "sweep_direction"]
+           "sweep_direction", "sweep_factors"]
 
 
 def apply_direction(latent: torch.Tensor, direction: LatentDirection, factor: float) -> torch.Tensor:
@@ -35,6 +35,15 @@ def apply_direction(latent: torch.Tensor, direction: LatentDirection, factor: fl
     if latent.ndim == 3:
         return latent + factor * v.unsqueeze(1)
     return latent + factor * v
+
+
+def sweep_factors(start: float, end: float, steps: int) -> list[float]:
+    """`steps` evenly spaced factors from exactly `start` to exactly `end` ([start] for one step)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number of at least 1, got {steps!r}")
+    if steps == 1:
+        return [float(start)]
+    return [float(start + (end - start) * i / (steps - 1)) for i in range(steps - 1)] + [float(end)]
 
 
 def sweep_direction(latent: torch.Tensor, direction: LatentDirection, factors: list[float]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import torch
 from safetensors import safe_open
 
-from ..io.formats import read_format_metadata, write_safetensors
+from ..io.formats import read_format_metadata, require_safetensors_suffix, write_safetensors
 from ..io.unpickle import read_official_checkpoint
 from ..nn.stylegan2 import Generator
 
@@ -136,10 +136,7 @@ def save_ganspace(directions: GanSpaceDirections, path: str | os.PathLike) -> Pa
     Returns:
         the written path.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise ValueError(f"save_ganspace writes safetensors; name the file '{path.stem}.safetensors' "
-                         f"instead of '{path.name}'")
+    path = require_safetensors_suffix(path, "save_ganspace")
     tensors = {k: getattr(directions, k).detach().float().cpu() for k in ("mean", "std", "comp")}
     meta = {str(k): str(v) for k, v in directions.provenance.items()}
     meta["config"] = json.dumps({"n_components": directions.n_components, "style_dim": directions.style_dim})

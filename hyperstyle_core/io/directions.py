@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from .formats import read_format_metadata, write_safetensors
+from .formats import read_format_metadata, require_safetensors_suffix, write_safetensors
 from .unpickle import read_official_checkpoint
 
 
@@ -73,10 +73,7 @@ def save_direction(direction: LatentDirection, path: str | os.PathLike) -> Path:
     Returns:
         the written path.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise ValueError(f"save_direction writes safetensors; name the file '{path.stem}.safetensors' instead of "
-                         f"'{path.name}'")
+    path = require_safetensors_suffix(path, "save_direction")
     if not isinstance(direction, LatentDirection):
         raise ValueError(f"save_direction takes a LatentDirection, got {type(direction).__name__}")
     vector = direction_from_tensor(direction.vector, direction.name).vector

@@ -170,6 +170,15 @@ def read_format_metadata(path: str | os.PathLike, name: str, hint: str) -> dict[
     return meta
 
 
+def require_safetensors_suffix(path: str | os.PathLike, writer: str) -> Path:
+    """`path` as a Path if it ends in .safetensors; otherwise a ValueError naming the writer and the right name."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise ValueError(f"{writer} writes safetensors; name the file '{path.stem}.safetensors' instead of "
+                         f"'{path.name}'")
+    return path
+
+
 def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], name: str,
                       metadata: Mapping[str, object] | None = None) -> Path:
     """Write `tensors` as a safetensors file of format `name`, atomically and deterministically.

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from .files import atomic_path
 
 EXIF_ORIENTATION = 0x0112
 _WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -119,6 +123,78 @@ def _to_rgb(img: Image.Image, name: str, notes: list[str]) -> Image.Image:
                              f"RGB JPEG or PNG", "unsupported_mode") from None
 
 
+FIT_MODES = ("pad", "crop", "stretch")
+
+
+def fit_to_size(img: Image.Image, size: tuple[int, int], mode: str = "pad") -> Image.Image:
+    """PIL image -> exactly `size` (width, height): pad (letterbox, aspect kept, black borders), crop (cover,
+    centred) or stretch. Lanczos resampling; an image already of that size is returned as it is."""
+    if mode not in FIT_MODES:
+        raise ValueError(f"fit mode must be one of {list(FIT_MODES)}, got {mode!r}")
+    if img.size == tuple(size):
+        return img
+    if mode == "stretch":
+        return img.resize(size, Image.Resampling.LANCZOS)
+    if mode == "crop":
+        return ImageOps.fit(img, size, Image.Resampling.LANCZOS)
+    scale = min(size[0] / img.width, size[1] / img.height)
+    inner = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    canvas = Image.new("RGB", size, (0, 0, 0))
+    canvas.paste(img.resize(inner, Image.Resampling.LANCZOS), ((size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2))
+    return canvas
+
+
+@dataclass
+class ImageBatch:
+    """Photos read as one batch by `read_image_batch`.
+
+    pixels:  [N, H, W, 3] float32 in [0, 1] (channel-last, as ComfyUI's IMAGE), all at the first readable photo's size.
+    names:   the file names of the N photos, in batch order.
+    skipped: (file name, reason) for every file left out.
+    notes:   (file name, what was converted) for photos that needed conversion (EXIF rotation, CMYK, ...).
+    """
+    pixels: torch.Tensor
+    names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_image_batch(paths: Sequence[str | os.PathLike], fit: str = "pad", max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                     on_file: Callable[[], None] | None = None) -> ImageBatch:
+    """Read image files into one batch; files that cannot be used are skipped and reported, never fatal.
+
+    Every photo is fitted (`fit_to_size`) to the first readable photo's size. Raises ValueError when no file could
+    be read. `on_file` is called once per file (progress, interruption: raise to stop).
+    """
+    if fit not in FIT_MODES:
+        raise ValueError(f"fit mode must be one of {list(FIT_MODES)}, got {fit!r}")
+    pixels, names, skipped, notes, size = None, [], [], [], None
+    for path in map(Path, paths):
+        try:
+            img, converted = read_rgb(path, max_pixels)
+            if min(img.size) < MIN_IMAGE_SIDE:
+                raise ValueError(f"{path.name} is {img.width}x{img.height} pixels; at least "
+                                 f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed")
+        except (ValueError, FileNotFoundError) as e:
+            skipped.append((path.name, str(e)))
+        else:
+            if converted:
+                notes.append((path.name, "; ".join(converted)))
+            if size is None:
+                size = img.size
+                pixels = torch.empty(len(paths), size[1], size[0], 3)     # one allocation for the whole batch
+            pixels[len(names)] = torch.from_numpy(np.asarray(fit_to_size(img, size, fit), dtype=np.float32) / 255.0)
+            names.append(path.name)
+        if on_file is not None:
+            on_file()
+    if not names:
+        raise ValueError(f"none of the {len(paths)} file(s) could be read as a photo: "
+                         + "; ".join(f"{name}: {reason}" for name, reason in skipped[:5]))
+    if len(names) < len(paths):
+        pixels = pixels[:len(names)].clone()
+    return ImageBatch(pixels, names, skipped, notes)
+
+
 def open_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Open an image file as RGB, honouring EXIF rotation. Raises ValueError for anything that is not an image
     (see `read_rgb`, which also returns what was converted)."""
@@ -148,3 +224,15 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
         image = image[0]
     arr = to_unit_range(image) * 255
     return Image.fromarray(arr.permute(1, 2, 0).numpy().astype(np.uint8))
+
+
+def save_png(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
+    """Write a PIL image, or a [H, W, 3] tensor in [0, 1] (rounded to 8 bit), as a PNG file atomically."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"save_png takes one [H, W, 3] image, got shape {list(image.shape)}")
+        image = Image.fromarray((image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return path

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 from ..io.folders import LATENT_SUFFIX, InputFile
 from .options import RunOptions, edit_labels, transfer_label
 
-__all__ = ["output_names", "transfer_label", "assign_output_stems", "unique_stems"]
+__all__ = ["output_names", "transfer_label", "assign_output_stems", "unique_stems", "named_png_files"]
 
 
 def output_names(out: str, options: RunOptions, latent_input: bool = False) -> list[str]:
@@ -113,3 +113,22 @@ def unique_stems(names: Sequence[str]) -> list[str]:
         taken.add(stem.lower())
         out.append(stem)
     return out
+
+
+def named_png_files(names: Sequence[str], n_images: int, suffix: str = "") -> list[str]:
+    """PNG file names for `n_images` images saved under input file names: photo.jpg -> photo<suffix>.png.
+
+    With k images per name (an edit sweep) they are photo<suffix>_01.png .. _k; clashing stems get
+    `unique_stems`' treatment (a.jpg, a.png -> a_jpg, a_png). Raises ValueError for a count that does not divide.
+    """
+    if not names:
+        raise ValueError("no file names given")
+    if any(c in suffix for c in "/\\:"):
+        raise ValueError(f"suffix {suffix!r} must not contain / \\ or :")
+    if n_images % len(names):
+        raise ValueError(f"{n_images} images for {len(names)} names; give one image per name (or the same number "
+                         f"per name, e.g. from an edit sweep)")
+    per_name = n_images // len(names)
+    stems = unique_stems(list(names))
+    return [stems[k // per_name] + suffix + (f"_{k % per_name + 1:02d}" if per_name > 1 else "") + ".png"
+            for k in range(n_images)]

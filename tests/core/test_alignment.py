@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import SHARED
 from hyperstyle_core.face import alignment, paste_back as paste_back_module
 from hyperstyle_core.face.alignment import align_face, align_image, detect_faces, ffhq_quad
+from hyperstyle_core.face.batch import align_batch, paste_back_batch
 from hyperstyle_core.face.info import AlignmentInfo
 from hyperstyle_core.face.paste_back import paste_back
 
@@ -200,6 +201,33 @@ def test_pasting_every_face_back_restores_the_canvas(two_faces):
         touched |= _inside(info, -0.01)
     assert touched.any() and not touched.all()
     assert np.array_equal(restored[~touched], (canvas / np.float32(255))[~touched])
+
+
+def test_batch_align_and_paste_back_put_every_face_into_its_photo(two_faces):
+    canvas, _ = two_faces
+    car = _load("car_image.jpg")
+    photos = [canvas, car, canvas[:, :640].copy()]
+    ticks = []
+    crops, alignment = align_batch(photos, 256, "all", "passthrough", on_photo=lambda: ticks.append(1))
+    assert len(ticks) == 3 and len(crops) == len(alignment) == 4 and alignment.source_count == 3
+    assert [src for src, _ in alignment.entries] == [0, 0, 1, 2]
+    assert alignment.entries[2][1] is None                             # the car: pass-through, nothing to paste
+    singles = [paste_back(photos[src], crop, info) if info else None
+               for crop, (src, info) in zip(crops, alignment.entries)]
+    faces = [np.stack([c, 255 - c]) for c in crops]                      # two "sweep steps" per crop
+    out = paste_back_batch(photos, [f for pair in faces for f in pair], alignment, 0.1)
+    assert len(out) == 6 and all(o.dtype == np.float32 for o in out)
+    both = paste_back(paste_back(canvas, crops[0], alignment.entries[0][1]), crops[1], alignment.entries[1][1])
+    assert np.array_equal(out[0], both)                                 # photo 0, step 0: both of its faces
+    assert not np.array_equal(out[1], both)                             # step 1: the inverted faces
+    assert np.array_equal(out[2], car / np.float32(255)) and np.array_equal(out[3], out[2])
+    assert np.array_equal(out[4], singles[3])
+    with pytest.raises(ValueError, match=r"got 2 original photo\(s\) but the alignment was made from 3"):
+        paste_back_batch(photos[:2], crops, alignment)
+    with pytest.raises(ValueError, match=r"got 5 faces for 4 aligned crop\(s\)"):
+        paste_back_batch(photos, crops + crops[:1], alignment)
+    with pytest.raises(ValueError, match="No face found in any of the 1 image"):
+        align_batch([car], on_no_face="skip")
 
 
 @pytest.mark.parametrize("size", [256, 512, 1024])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hyperstyle_core import GeneratorConfig, GeneratorSignature, TOONIFY_LAYERS, WeightDeltas, generate
+from hyperstyle_core.inversion import batch_ranges, generate_in_batches
 from hyperstyle_core.nn.stylegan2 import Generator, modulated_layer_table
 
 
@@ -154,6 +155,27 @@ def test_batch_one_deltas_broadcast_and_mismatch_is_refused(tiny_generator):
     d2 = WeightDeltas({name: torch.zeros(2, out, inp, k, k)}, sig)
     with pytest.raises(ValueError, match="deltas have batch 2 but there are 3 latents"):
         generate(g, latents, d2)
+
+
+def test_generate_in_batches_matches_one_call(tiny_generator):
+    g = tiny_generator
+    sig = GeneratorSignature.of(g)
+    name, out, inp, k = sig.layers[1]
+    latents = torch.randn(5, 32)
+    per_code = WeightDeltas({name: 0.2 * torch.randn(5, out, inp, k, k)}, sig)
+    shared = per_code.index(slice(2, 3))
+    calls = []
+    for deltas in (None, per_code, shared):
+        whole = generate(g, latents, deltas, strength=0.7)
+        batched = generate_in_batches(g, latents, deltas, strength=0.7, batch_size=2, on_batch=calls.append)
+        assert batched.device.type == "cpu" and batched.shape == whole.shape
+        assert torch.allclose(batched, whole, atol=1e-5)
+    assert calls == [2, 2, 1] * 3
+    with pytest.raises(ValueError, match="2 sets of deltas for 5 latents; use one set, or one per latent"):
+        generate_in_batches(g, latents, per_code.index(slice(0, 2)))
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        generate_in_batches(g, latents, batch_size=0)
+    assert batch_ranges(5, 2) == [(0, 2), (2, 4), (4, 5)] and batch_ranges(0, 3) == []
 
 
 def test_generator_fast_path_matches_reference(tiny_generator):

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from conftest import OFFICIAL, SHARED
 from hyperstyle_core import apply_direction, convert, generate, invert, load_direction, sweep_direction
+from hyperstyle_core.editing.directions import sweep_factors
 from hyperstyle_core.io.images import tensor_to_pil
 
 TOL = 1e-4
@@ -63,3 +64,11 @@ def test_sweep_is_sample_major(inverted, converted_directions):
     assert swept.shape == (6, 14, 512)
     assert torch.allclose(swept[1], latents[0]) and torch.allclose(swept[4], latents[1])
     assert torch.allclose(swept[5], apply_direction(latents[1:], direction, 2.0)[0])
+
+
+def test_sweep_factors_run_from_start_to_end_exactly():
+    assert sweep_factors(-3.0, 3.0, 5) == [-3.0, -1.5, 0.0, 1.5, 3.0]
+    assert sweep_factors(0.1, 0.7, 7)[-1] == 0.7 and sweep_factors(2.0, 5.0, 1) == [2.0]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="steps must be a whole number of at least 1"):
+            sweep_factors(0.0, 1.0, bad)

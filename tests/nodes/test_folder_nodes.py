@@ -81,7 +81,8 @@ def test_empty_directory_means_comfyui_input_folder(nodes, comfy_dirs):
     with pytest.raises(ValueError, match=r"no file in .* matches '\*\.webp'"):
         cls().execute("", "*.webp")
     (inputs / "bad.png").write_bytes(b"junk")
-    with pytest.raises(ValueError, match=r"none of the 1 matching file\(s\) .* could be read"):
+    with pytest.raises(ValueError,
+                       match=r"in .*input, none of the 1 file\(s\) could be read as a photo: bad.png: .*use a JPEG"):
         cls().execute("", "bad.png")
     before = cls.IS_CHANGED("")
     assert cls.IS_CHANGED("") == before
@@ -127,7 +128,7 @@ def test_save_keeps_the_names(nodes, comfy_dirs):
 
 def test_save_errors(nodes):
     save = nodes["HyperStyleSaveImagesNamed"]()
-    with pytest.raises(ValueError, match="got 4 images for 3 names"):
+    with pytest.raises(ValueError, match="Named: 4 images for 3 names; give one image per name"):
         save.execute(torch.rand(4, 8, 8, 3), "a\nb\nc")
     with pytest.raises(ValueError, match="names is empty"):
         save.execute(torch.rand(1, 8, 8, 3), "\n")
