@@ -6,6 +6,7 @@ Public API:
     invert(images, hyperstyle, w_encoder, n_iters=5) -> InversionResult
     generate(generator, latent, deltas=None, randomize_noise=False) -> [B, 3, H, W]
     WeightDeltas, GeneratorSignature
+    run_folder(input, output, RunOptions(...)) -> RunSummary   the folder runner behind `hyperstyle run`
 """
 from . import _legacy
 from .face.alignment import align_face, align_image, detect_faces
@@ -22,6 +23,9 @@ from .editing.directions import LatentDirection, apply_direction, load_direction
 from .inversion import InversionResult, ReStyleResult, generate, invert, refine, restyle_e4e_invert, w_encode
 from .nn.networks import HyperStyleModel, ReStyleE4EModel, WEncoderModel
 from .nn.stylegan2 import Generator, GeneratorConfig
+from .run.manifest import OutputFolderError
+from .run.options import RunOptions
+from .run.runner import run_folder
 
 __all__ = [
     "interpolate", "save_animation", "GanSpaceDirections", "compute_ganspace", "ganspace_edit", "load_ganspace",
@@ -30,7 +34,7 @@ __all__ = [
     "convert", "load", "read_info", "invert", "refine", "LatentDirection", "apply_direction", "load_direction",
     "sweep_direction", "generate", "restyle_e4e_invert", "w_encode", "InversionResult", "ReStyleResult",
     "WeightDeltas", "GeneratorSignature", "TOONIFY_LAYERS", "HyperStyleModel", "WEncoderModel", "ReStyleE4EModel",
-    "Generator", "GeneratorConfig",
+    "Generator", "GeneratorConfig", "run_folder", "RunOptions", "OutputFolderError",
 ]
 __version__ = "0.2.0"
 

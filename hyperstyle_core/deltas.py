@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
 
 from .io.formats import read_format_metadata, write_safetensors
-from .nn.stylegan2 import Generator, GeneratorConfig, modulated_layer_table
+from .nn.configs import MAX_CHANNEL_MULTIPLIER, MAX_SIZE, MAX_STYLE_DIM, MIN_SIZE
+from .nn.stylegan2 import CHANNELS_BASE, Generator, GeneratorConfig, modulated_layer_table
 
 # Layer presets in official delta indices; index i renders at 4 px (i < 2), else at 2 ** ((i - 2) // 3 + 3) px.
 TOONIFY_LAYERS = (14, 15, 17, 18, 20, 21, 23, 24)   # utils/domain_adaptation_utils.py
@@ -50,11 +52,18 @@ class GeneratorSignature:
         config = generator.config if isinstance(generator, Generator) else generator
         return cls(config.size, config.style_dim, tuple(modulated_layer_table(config)))
 
+    @cached_property
+    def _by_name(self) -> dict[str, tuple[int, tuple[int, int, int, int]]]:
+        # Built once, so looking up every layer of a set of deltas is linear in the layer count.
+        return {n: (i, (out, inp, k, k)) for i, (n, out, inp, k) in enumerate(self.layers)}
+
     def layer_shape(self, name: str) -> tuple[int, int, int, int]:
-        for n, out, inp, k in self.layers:
-            if n == name:
-                return out, inp, k, k
-        raise KeyError(name)
+        """(out, in, k, k) of a layer; KeyError for a name this generator does not have."""
+        return self._by_name[name][1]
+
+    def layer_index(self, name: str) -> int:
+        """The official delta index of a layer; KeyError for a name this generator does not have."""
+        return self._by_name[name][0]
 
     def layer_name(self, index: int) -> str:
         return self.layers[index][0]
@@ -64,8 +73,23 @@ class GeneratorSignature:
 
     @classmethod
     def from_json(cls, text: str) -> "GeneratorSignature":
-        d = json.loads(text)
-        return cls(int(d["size"]), int(d["style_dim"]), tuple(tuple(x) for x in d["layers"]))
+        """Parse `to_json` output, validated: the layers must be those of a supported generator of that size.
+
+        Raises:
+            ValueError naming what is wrong (unreadable JSON, a missing field, a size or layer that no generator has).
+        """
+        try:
+            d = json.loads(text)
+        except (TypeError, json.JSONDecodeError, RecursionError):
+            raise ValueError("the signature is not readable JSON") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"the signature is a JSON {type(d).__name__}, expected an object with size, style_dim "
+                             f"and layers")
+        size = _signature_int(d, "size", MIN_SIZE, MAX_SIZE)
+        if size & (size - 1):
+            raise ValueError(f"signature size {size} is not a power of two")
+        style_dim = _signature_int(d, "style_dim", 1, MAX_STYLE_DIM)
+        return cls(size, style_dim, _signature_layers(d.get("layers"), size))
 
     def mismatch(self, other: "GeneratorSignature") -> str | None:
         """None if equal, else a sentence naming the first difference."""
@@ -124,8 +148,7 @@ class WeightDeltas(Mapping[str, torch.Tensor]):
     @property
     def layer_indices(self) -> list[int]:
         """Official delta indices of the layers present."""
-        names = [n for n, *_ in self.signature.layers]
-        return [names.index(n) for n in self._tensors]
+        return [self.signature.layer_index(n) for n in self._tensors]
 
     # Construction
     @classmethod
@@ -254,11 +277,75 @@ class WeightDeltas(Mapping[str, torch.Tensor]):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "WeightDeltas":
-        """Read a file written by `save` (or the Save Deltas node)."""
+        """Read a file written by `save` (or the Save Deltas node).
+
+        Linear in the file's size: the signature is validated first (a supported generator has at most 26
+        modulated layers), then every tensor's name and shape are checked from the header before its data is read.
+
+        Raises:
+            ValueError for another kind of file, a missing or invalid signature, a tensor of an unknown layer or
+            the wrong shape, and non-float or non-finite (NaN / Inf) values.
+        """
         path = Path(path)
-        meta = read_format_metadata(path, "weight_deltas",
-                                    "save deltas with WeightDeltas.save or the HyperStyle Save Deltas node")
-        signature = GeneratorSignature.from_json(meta["signature"])
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
+        meta = read_format_metadata(path, "weight_deltas", _SAVE_HINT)
+        if "signature" not in meta:
+            raise ValueError(f"{path.name} has no generator signature in its metadata; {_SAVE_HINT}")
+        try:
+            signature = GeneratorSignature.from_json(meta["signature"])
+        except ValueError as e:
+            raise ValueError(f"{path.name} has an invalid generator signature: {e}; {_SAVE_HINT}") from None
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                _check_stored_delta(path.name, key, f.get_slice(key).get_shape(), signature)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return cls(tensors, signature)
+        for key, t in tensors.items():
+            if not t.is_floating_point():
+                raise ValueError(f"{path.name}: delta for {key} has dtype {t.dtype}; deltas are floats. {_SAVE_HINT}")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{path.name}: delta for {key} holds NaN or Inf values; the file is damaged. "
+                                 f"Invert the image again")
+        try:
+            deltas = cls(tensors, signature)
+        except ValueError as e:
+            raise ValueError(f"{path.name}: {e}") from None
+        return deltas.to(device=device)
+
+
+_SAVE_HINT = "save deltas with WeightDeltas.save or the HyperStyle Save Deltas node"
+
+
+def _check_stored_delta(file_name: str, key: str, shape: Sequence[int], signature: GeneratorSignature) -> None:
+    try:
+        out, inp, k, _ = signature.layer_shape(key)
+    except KeyError:
+        raise ValueError(f"{file_name} holds a delta for {key[:80]!r}, which its {signature.size}px generator does "
+                         f"not have; {_SAVE_HINT}") from None
+    if len(shape) != 5 or list(shape[1:]) != [out, inp, k, k]:
+        raise ValueError(f"{file_name}: delta for {key} has shape {list(shape)}, expected [B, {out}, {inp}, {k}, {k}]")
+
+
+def _signature_int(d: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
+    value = d.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"signature {key} is {value!r:.40}; expected an integer from {lo} to {hi}")
+    return value
+
+
+def _signature_layers(layers: Any, size: int) -> tuple[tuple[str, int, int, int], ...]:
+    """The stored layer table, checked against the names and kernel sizes a `size` px generator has."""
+    # Names and kernels depend on the size only; channel counts also on the multiplier and divisor.
+    reference = modulated_layer_table(GeneratorConfig(size))
+    if not isinstance(layers, list) or len(layers) != len(reference):
+        count = len(layers) if isinstance(layers, list) else type(layers).__name__
+        raise ValueError(f"signature layers: {count} entries, but a {size}px generator has {len(reference)} "
+                         f"modulated layers")
+    max_channels = max(CHANNELS_BASE.values()) * MAX_CHANNEL_MULTIPLIER
+    out = []
+    for entry, (name, _, _, k) in zip(layers, reference):
+        ok = (isinstance(entry, list) and len(entry) == 4 and entry[0] == name and entry[3] == k
+              and all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= max_channels for c in entry[1:3]))
+        if not ok:
+            raise ValueError(f"signature layer {str(entry)[:80]} is not layer {name} of a {size}px generator "
+                             f"([name, out, in, {k}] with at most {max_channels} channels)")
+        out.append((name, entry[1], entry[2], k))
+    return tuple(out)

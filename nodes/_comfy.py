@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -62,7 +63,35 @@ def list_model_files() -> list[str]:
     return sorted(names)
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _escape_problem(name: str) -> str | None:
+    """Why a '/'-separated name could leave the folder it is relative to (absolute, '..', a drive), or None."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains control characters"
+    if name.startswith("/") or _DRIVE.match(name):
+        return "is an absolute path"
+    if any(part in (".", "..") for part in name.split("/")):
+        return "has '.' or '..' parts"
+    return None
+
+
+def check_relative_name(name: str, what: str, folder: str) -> None:
+    """Refuse a file name picked from a list (`what`: e.g. "Model file") that would leave `folder` (its description).
+
+    ComfyUI checks a list choice against its options only when the node has no VALIDATE_INPUTS for it, and the
+    stand-ins outside ComfyUI never do, so a name typed into the API or a workflow file is checked here.
+    """
+    problem = "is not a file name" if not isinstance(name, str) else _escape_problem(name.replace("\\", "/"))
+    if problem:
+        raise ValueError(f"{what} {name!r} {problem}; choose a file from the list (names are relative to {folder})")
+
+
 def resolve_model_path(name: str) -> Path:
+    """Full path of a file picked from the hyperstyle model folders; ValueError for a name that would leave them,
+    FileNotFoundError if it is not there."""
+    check_relative_name(name, "Model file", "the hyperstyle model folders")
     if IN_COMFY:
         full = folder_paths.get_full_path(MODEL_FOLDER, name)
         if full:
@@ -119,6 +148,16 @@ def output_directory() -> Path:
     return Path(os.environ.get("HYPERSTYLE_OUTPUT_DIR", "output"))
 
 
+def output_file(name: str, what: str) -> Path:
+    """A file picked from the output folder by a Load node (`what`: its display name)."""
+    check_relative_name(name, f"{what}: file", "ComfyUI's output folder")
+    path = output_directory() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {name!r} is not in ComfyUI's output folder ({output_directory()}); save "
+                                f"one first, then refresh the page")
+    return path
+
+
 def input_directory() -> Path:
     """ComfyUI's input folder (outside ComfyUI: $HYPERSTYLE_INPUT_DIR, default ./input)."""
     if IN_COMFY:
@@ -144,24 +183,53 @@ def _save_image_path_standin(filename_prefix: str, output_dir: str) -> tuple[str
     return full_output_folder, filename, counter, subfolder, filename_prefix
 
 
+def check_filename_prefix(filename_prefix: str, what: str) -> str:
+    """The prefix with '/' separators, or ValueError naming the node (`what`) if it is empty or would leave the
+    output folder (absolute, a drive, '.' or '..' parts, control characters)."""
+    if not isinstance(filename_prefix, str):
+        raise ValueError(f"{what}: filename_prefix must be text, got {type(filename_prefix).__name__}")
+    prefix = filename_prefix.strip().replace("\\", "/")
+    if not prefix or prefix.endswith("/"):
+        raise ValueError(f"{what}: filename_prefix {filename_prefix!r} needs a file name, e.g. 'hyperstyle/result'")
+    problem = _escape_problem(prefix)
+    if problem:
+        raise ValueError(f"{what}: filename_prefix {filename_prefix!r} {problem}; it must stay inside ComfyUI's "
+                         f"output folder: use a relative name such as 'hyperstyle/result'")
+    return prefix
+
+
+def validate_filename_prefix(filename_prefix: str | None, what: str) -> bool | str:
+    """VALIDATE_INPUTS for a save node: True, or the refusal message. None (a linked input) is checked at run time."""
+    if filename_prefix is None:
+        return True
+    try:
+        check_filename_prefix(filename_prefix, what)
+    except ValueError as e:
+        return str(e)
+    return True
+
+
 def save_path(filename_prefix: str, extension: str, what: str) -> tuple[Path, str]:
     """Next free `<output>/<subfolder>/<name>_<counter>_<extension>` for a filename prefix, named as ComfyUI's own
     save nodes name files (folder_paths.get_save_image_path). Returns (path, subfolder).
 
     `extension` includes its dot ('.safetensors'), or is '' for a folder of frames. A prefix that is empty or
-    leaves the output folder raises ValueError naming the node (`what`).
+    leaves the output folder raises ValueError naming the node (`what`), before ComfyUI's own check (which stays
+    as a second line).
     """
-    prefix = (filename_prefix or "").strip().replace("\\", "/")
-    if not prefix or prefix.endswith("/"):
-        raise ValueError(f"{what}: filename_prefix {filename_prefix!r} needs a file name, e.g. 'hyperstyle/result'")
+    prefix = check_filename_prefix(filename_prefix, what)
     output_dir = os.path.abspath(str(output_directory()))
     try:
         if IN_COMFY:
             folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir)
         else:
             folder, name, counter, subfolder, _ = _save_image_path_standin(prefix, output_dir)
+    except OSError:
+        raise       # the output folder cannot be created or listed: the OS message names it
     except Exception as e:  # noqa: BLE001 - ComfyUI raises a bare Exception for prefixes that escape
+        reason = str(e).replace("**** ERROR:", "").strip().splitlines()
         raise ValueError(f"{what}: filename_prefix {filename_prefix!r} must stay inside ComfyUI's output folder "
-                         f"({e})") from None
+                         f"{output_dir} ({reason[0] if reason else type(e).__name__}); use a relative name such as "
+                         f"'hyperstyle/result'") from None
     Path(folder).mkdir(parents=True, exist_ok=True)
     return Path(folder) / f"{name}_{counter:05d}_{extension}", subfolder

@@ -60,6 +60,10 @@ class HyperStyleSaveAnimation:
             "loop": ("BOOLEAN", {"default": True, "tooltip": "Loop forever (GIF/WebP)."}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix=None):
+        return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Save Animation")
+
     def execute(self, images, filename_prefix="hyperstyle/animation", format="webp", fps=12.0, loop=True):
 
         frames = to_rgb(images, "HyperStyle Save Animation images").float().cpu()

@@ -79,6 +79,10 @@ class HyperStyleSaveDeltas:
                                            "tooltip": "Relative name in the output folder; a counter is added."}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix=None):
+        return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Save Deltas")
+
     def execute(self, deltas, filename_prefix="hyperstyle/deltas"):
         path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Save Deltas")
         deltas.save(path)
@@ -99,7 +103,7 @@ class HyperStyleLoadDeltas:
                                       {"tooltip": "A deltas file in the output folder."})}}
 
     def execute(self, file):
-        return (WeightDeltas.load(_comfy.output_directory() / file),)
+        return (WeightDeltas.load(_comfy.output_file(file, "HyperStyle Load Deltas")),)
 
 
 class HyperStyleSaveLatent:
@@ -118,6 +122,10 @@ class HyperStyleSaveLatent:
             "filename_prefix": ("STRING", {"default": "hyperstyle/latent",
                                            "tooltip": "Relative name in the output folder; a counter is added."}),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix=None):
+        return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Save Latent")
 
     def execute(self, latent, filename_prefix="hyperstyle/latent"):
         path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Save Latent")
@@ -138,4 +146,4 @@ class HyperStyleLoadLatent:
         return {"required": {"file": (_output_files("latent"), {"tooltip": "A latent file in the output folder."})}}
 
     def execute(self, file):
-        return (load_latent(_comfy.output_directory() / file),)
+        return (load_latent(_comfy.output_file(file, "HyperStyle Load Latent")),)

@@ -101,7 +101,15 @@ class HyperStyleComputeGanSpace:
                                                       "<output>/<prefix>_<counter>_.safetensors."}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix=None):
+        if filename_prefix is not None and not filename_prefix.strip():
+            return True     # empty: nothing is saved
+        return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Compute GANSpace")
+
     def execute(self, generator, n_samples=100000, n_components=80, seed=0, filename_prefix=""):
+        if filename_prefix.strip():     # refuse a bad name before the long computation, not after it
+            _comfy.check_filename_prefix(filename_prefix, "HyperStyle Compute GANSpace")
         progress = _comfy.Progress(n_samples)
 
         def on_progress(done, total=None):
@@ -163,8 +171,15 @@ class HyperStyleFitDirection:
                                                       "(a direction file Load Direction reads)."}),
         }}
 
-    def execute(self, latent, labels, method="svm", filename_prefix=""):
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix=None):
+        if filename_prefix is not None and not filename_prefix.strip():
+            return True     # empty: nothing is saved
+        return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Fit Direction")
 
+    def execute(self, latent, labels, method="svm", filename_prefix=""):
+        if filename_prefix.strip():
+            _comfy.check_filename_prefix(filename_prefix, "HyperStyle Fit Direction")
         values = [v for v in re.split(r"[,\s]+", labels.strip()) if v]
         try:
             parsed = [int(v) for v in values]

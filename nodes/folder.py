@@ -5,8 +5,9 @@ import hashlib
 import logging
 from pathlib import Path
 
-from ..hyperstyle_core.io.folders import list_folder
-from ..hyperstyle_core.io.images import DEFAULT_MAX_PIXELS, FIT_MODES, read_image_batch, save_png
+from ..hyperstyle_core.io.folders import list_folder, printable
+from ..hyperstyle_core.io.images import (DEFAULT_MAX_BATCH_PIXELS, DEFAULT_MAX_PIXELS, FIT_MODES, read_image_batch,
+                                         save_png)
 from ..hyperstyle_core.run.naming import named_png_files
 from . import _comfy
 from ._images import to_rgb
@@ -14,6 +15,7 @@ from ._images import to_rgb
 log = logging.getLogger("hyperstyle.nodes")
 
 DEFAULT_PATTERN = "*.jpg;*.jpeg;*.png;*.webp"
+MAX_BATCH_PIXELS = DEFAULT_MAX_BATCH_PIXELS     # all photos of one load together (4.8 GB as a float IMAGE batch)
 
 
 def resolve_directory(directory: str) -> Path:
@@ -30,7 +32,10 @@ def _selected_files(directory: str, pattern: str, cap: int, skip: int) -> tuple[
     if not folder.is_dir():
         raise FileNotFoundError(f"HyperStyle Load Image Folder: folder {folder} does not exist. Leave directory empty "
                                 f"for ComfyUI's input folder, give a sub-folder of it, or an absolute path.")
-    files = list_folder(folder, pattern)[skip:]
+    try:
+        files = list_folder(folder, pattern)[skip:]
+    except ValueError as e:     # a folder we may not read
+        raise ValueError(f"HyperStyle Load Image Folder: {e}") from None
     return folder, files[:cap] if cap > 0 else files
 
 
@@ -39,9 +44,11 @@ class HyperStyleLoadImageFolder:
     FUNCTION = "execute"
     DESCRIPTION = ("Loads the photos of a folder as one IMAGE batch, plus their file names (one per line) for "
                    "HyperStyle Save Images Named. Images of other sizes are fitted to the first image's size (fit). "
-                   "Files that cannot be read (not an image, truncated, under 64 px, above 80 megapixels) are left "
-                   "out with a warning in the log; EXIF rotation, grayscale, RGBA, CMYK and 16-bit are converted. "
-                   "The whole selection is held in memory: use cap and skip to walk a large folder in slices.")
+                   "Files that cannot be read (not an image, truncated, under 64 px, above 80 megapixels, a broken "
+                   "link) are left out with a warning in the log; EXIF rotation, grayscale, RGBA, CMYK and 16-bit "
+                   "are converted. The whole selection is held in memory (at most "
+                   f"{MAX_BATCH_PIXELS // 10**6} megapixels in all): use cap and skip to walk a large folder "
+                   "in slices.")
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("images", "names")
     OUTPUT_TOOLTIPS = ("The photos as one batch, in file-name order, all at the first photo's size.",
@@ -72,13 +79,14 @@ class HyperStyleLoadImageFolder:
             folder, files = _selected_files(directory, pattern, cap, skip)
         except (OSError, ValueError):
             return float("nan")     # never equal: re-run and report the problem
-        h = hashlib.sha256(f"{folder}|{fit}".encode())
+        # surrogatepass: names with undecodable bytes hash too (they are lone surrogates in Python)
+        h = hashlib.sha256(f"{folder}|{fit}".encode("utf-8", "surrogatepass"))
         for f in files:
             try:
                 st = f.stat()
-                h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
-            except OSError:
-                h.update(f"{f.name}|missing".encode())
+                h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogatepass"))
+            except OSError:     # a broken link or a symlink loop: execute leaves it out with a warning
+                h.update(f"{f.name}|missing".encode("utf-8", "surrogatepass"))
         return h.hexdigest()
 
     @classmethod
@@ -96,15 +104,24 @@ class HyperStyleLoadImageFolder:
         if not files:
             raise ValueError(f"HyperStyle Load Image Folder: no file in {folder} matches {pattern!r} (skip {skip}). "
                              f"Check the pattern, or put photos into that folder.")
+        # The names output has one name per line, so a name with a line break could not be passed on intact.
+        for f in [f for f in files if "\n" in f.name or "\r" in f.name]:
+            log.warning("HyperStyle Load Image Folder: leaving out %s: its name has a line break; rename the file",
+                        printable(f.name))
+            files.remove(f)
+        if not files:
+            raise ValueError(f"HyperStyle Load Image Folder: every matching file in {folder} has a line break in its "
+                             f"name; rename them")
         progress = _comfy.Progress(len(files))
         try:
-            batch = read_image_batch(files, fit, DEFAULT_MAX_PIXELS, on_file=progress.step)
+            batch = read_image_batch(files, fit, DEFAULT_MAX_PIXELS, on_file=progress.step,
+                                     max_total_pixels=MAX_BATCH_PIXELS)
         except ValueError as e:
             raise ValueError(f"HyperStyle Load Image Folder: in {folder}, {e}") from None
         for name, reason in batch.skipped:
-            log.warning("HyperStyle Load Image Folder: leaving out %s: %s", name, reason)
+            log.warning("HyperStyle Load Image Folder: leaving out %s: %s", printable(name), printable(reason))
         for name, converted in batch.notes:
-            log.info("HyperStyle Load Image Folder: %s: %s", name, converted)
+            log.info("HyperStyle Load Image Folder: %s: %s", printable(name), converted)
         return (batch.pixels, "\n".join(batch.names))
 
 

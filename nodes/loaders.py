@@ -69,8 +69,14 @@ def _precision_input():
 
 
 def _validate_file(name: str) -> bool | str:
+    # This VALIDATE_INPUTS turns off ComfyUI's own check against the list, so names that leave the model folders
+    # ("../../x.safetensors", "/abs/x.safetensors") are refused here (and again when loading).
     if not isinstance(name, str) or not name:
         return "choose a model file"
+    try:
+        _comfy.check_relative_name(name, "Model file", "the hyperstyle model folders")
+    except ValueError as e:
+        return str(e)
     if Path(name).suffix.lower() in (".pt", ".pth"):
         return (f"{name} is an original PyTorch checkpoint, which is never unpickled at run time. Convert it once "
                 f"with `python -m hyperstyle_core convert {Path(name).name} --out ComfyUI/models/hyperstyle/` and "

@@ -80,6 +80,10 @@ class HyperStyleComputeStyleCLIPDirections:
             "filename_prefix": ("STRING", {"default": "hyperstyle/fs3", "tooltip": "Relative output name."}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix=None):
+        return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Compute StyleCLIP Directions")
+
     def execute(self, generator, clip_model, n_samples=100, filename_prefix="hyperstyle/fs3"):
         path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Compute StyleCLIP Directions")
         model = load_clip_cached(clip_model)

@@ -20,7 +20,7 @@ from ..editing.interfacegan import fit_direction
 from ..inversion import generate, w_encode
 from ..io.checkpoints import load
 from ..io.directions import save_direction
-from ..io.folders import IMAGE_PATTERN, list_folder
+from ..io.folders import IMAGE_PATTERN, list_folder, printable
 from ..io.images import open_rgb, pil_to_input
 from ..io.latents import load_latent
 
@@ -80,7 +80,7 @@ def _encode_folder(folder: Path, hs, we) -> tuple[list, list[str]]:
     for f in files:
         try:
             x = pil_to_input(open_rgb(f), hs.input_spec.height, hs.input_spec.width)
-        except ValueError as e:
+        except (ValueError, FileNotFoundError) as e:     # a bad file or a broken link is skipped, not fatal
             skipped.append(f"{f.name}: {e}")
             continue
         with torch.no_grad():
@@ -95,7 +95,7 @@ def _cmd_fit_direction(args) -> int:
     pos, skipped_pos = _encode_folder(Path(args.positive), hs, we)
     neg, skipped_neg = _encode_folder(Path(args.negative), hs, we)
     for line in skipped_pos + skipped_neg:
-        print(f"skipped {line}", file=sys.stderr)
+        print(f"skipped {printable(line)}", file=sys.stderr)
     latents = torch.cat(pos + neg)
     labels = [1] * len(pos) + [0] * len(neg)
     # W-encoder codes repeat one W vector: fit in W (entry 0) so the direction applies to every layer.

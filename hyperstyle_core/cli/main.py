@@ -10,27 +10,35 @@
     bench     benchmark
     ganspace, styleclip-stats, styleclip-directions, clip-convert, fit-direction, animate: see cli_edit.py
 
-Exit codes: 0 success, 1 some inputs failed (see the manifest), 2 bad arguments / models, 130 interrupted.
+Exit codes: 0 success, 1 some inputs failed (see the manifest), 2 bad arguments / models / an output folder that
+cannot be written, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). File names are shown escaped (`printable`).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from tqdm import tqdm
 
 from ..inversion import invert
 from ..io import download as dl
 from ..io.checkpoints import DEFAULT_FILES, load, read_info
 from ..io.convert import convert
 from ..io.files import atomic_path
-from ..io.folders import IMAGE_PATTERN, list_folder
+from ..io.folders import IMAGE_PATTERN, escape_undecodable, list_folder, printable
 from ..io.images import DEFAULT_MAX_PIXELS, open_rgb, pil_to_input, tensor_to_pil
 from ..io.latents import save_latent
+from ..run.manifest import RunSummary
+from ..run.naming import unique_stems
 from ..run.options import LATENT_SUFFIX, PRODUCTS, RunOptions, parse_edits
 from ..run.runner import run_folder
 from .bench import main as bench_main
@@ -39,11 +47,12 @@ log = logging.getLogger("hyperstyle_core")
 
 
 def _cmd_convert(args) -> int:
+    """Convert every file given; a bad file is reported and the others still convert (exit 1 if any failed)."""
     failed = 0
     for src in args.src:
         try:
             out = convert(src, args.out, overwrite=args.overwrite)
-        except (ValueError, FileNotFoundError, FileExistsError) as e:
+        except (ValueError, OSError) as e:      # OSError: FileNotFoundError, FileExistsError, an unwritable --out
             print(f"error: {src}: {e}", file=sys.stderr)
             failed += 1
             continue
@@ -51,6 +60,8 @@ def _cmd_convert(args) -> int:
         config = info["config"]
         detail = f"{config['generator']['size']}px" if "generator" in config else f"shape {config.get('shape')}"
         print(f"{src} -> {out} ({info['kind']}, {detail})")
+    if failed:
+        print(f"error: {failed} of {len(args.src)} files could not be converted (see above)", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -65,10 +76,12 @@ def _collect_images(paths: list[str]) -> list[Path]:
     return files
 
 
+def _distinct(files: list[Path]) -> list[Path]:
+    """`files` without repeats of the same path (a file given twice is inverted once)."""
+    return list(dict.fromkeys(files))
+
+
 def _cmd_invert(args) -> int:
-    from tqdm import tqdm
-
-
     models = Path(args.models)
     hs_path = Path(args.hyperstyle) if args.hyperstyle else models / DEFAULT_FILES["hyperstyle"]
     we_path = Path(args.w_encoder) if args.w_encoder else models / DEFAULT_FILES["w_encoder"]
@@ -76,31 +89,34 @@ def _cmd_invert(args) -> int:
     we = load(we_path, args.device, args.dtype, expect="w_encoder")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = _collect_images(args.images)
+    files = _distinct(_collect_images(args.images))
     if not files:
         print("error: no images given (JPEG/PNG files or folders)", file=sys.stderr)
         return 2
+    # d1/a.png, d1/a.jpg, d2/a.png -> a_png, a_jpg, a_png_2: clashing names never overwrite each other's results
+    stems = unique_stems([p.name for p in files])
     spec = hs.input_spec
     failures = 0
-    for path in tqdm(files, unit="image", desc="invert"):
+    for path, stem in tqdm(list(zip(files, stems)), unit="image", desc="invert"):
         try:
             x = pil_to_input(open_rgb(path), spec.height, spec.width)
         except (ValueError, FileNotFoundError) as e:
-            tqdm.write(f"skipped {path}: {e}")
+            tqdm.write(f"skipped {printable(str(path))}: {printable(str(e))}")
             failures += 1
             continue
         t0 = time.perf_counter()
         result = invert(x, hs, we, n_iters=args.iterations)
-        stem = path.stem
+        source = {"source_image": escape_undecodable(path.name)}
         with atomic_path(out_dir / f"{stem}_inversion.png") as tmp:
             tensor_to_pil(result.final[0]).save(tmp, format="PNG")
         if args.save_iterations:
             for i, image in enumerate(result.images, 1):
                 with atomic_path(out_dir / f"{stem}_iter{i}.png") as tmp:
                     tensor_to_pil(image[0]).save(tmp, format="PNG")
-        result.deltas.save(out_dir / f"{stem}_deltas.safetensors", {"source_image": path.name})
-        save_latent(out_dir / f"{stem}_latent.safetensors", result.latent, extra_metadata={"source_image": path.name})
-        tqdm.write(f"{path.name}: {time.perf_counter() - t0:.1f} s -> {out_dir / (stem + '_inversion.png')}")
+        result.deltas.save(out_dir / f"{stem}_deltas.safetensors", source)
+        save_latent(out_dir / f"{stem}_latent.safetensors", result.latent, extra_metadata=source)
+        tqdm.write(f"{printable(path.name)}: {time.perf_counter() - t0:.1f} s -> "
+                   f"{printable(str(out_dir / (stem + '_inversion.png')))}")
         del result
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -121,14 +137,33 @@ def _run_options(args, products, **extra):
 
 def _report(record, summary) -> None:
     if record["status"] != "ok":
-        from tqdm import tqdm
-        tqdm.write(f"{record['status']}: {record['file']}: {record['reason']}", file=sys.stderr)
+        tqdm.write(f"{record['status']}: {printable(record['file'])}: {printable(str(record['reason']))}",
+                   file=sys.stderr)
+
+
+def _stopped_line(summary: RunSummary | None, manifest: Path) -> str:
+    """What an interrupted folder run had finished (each finished file has its manifest line)."""
+    if summary is None:
+        return "stopped before any file was finished"
+    done = summary.ok + summary.skipped + summary.error
+    return (f"stopped after {done} of {summary.total - summary.already_done - summary.skipped_before} files to do "
+            f"({summary.ok} ok, {summary.skipped} skipped, {summary.error} errors); finished files are recorded in "
+            f"{printable(str(manifest))}")
 
 
 def _folder_run(inputs, args, options) -> int:
     output = Path(args.output)
-    summary = run_folder(inputs, output, options, progress=not args.quiet, on_record=_report)
-    print(f"{summary.line()}\nmanifest: {output / 'manifest.jsonl'}")
+    latest: list[RunSummary] = []
+
+    def on_record(record, summary) -> None:
+        latest[:] = [summary]
+        _report(record, summary)
+    try:
+        summary = run_folder(inputs, output, options, progress=not args.quiet, on_record=on_record)
+    except KeyboardInterrupt:
+        print(_stopped_line(latest[0] if latest else None, output / "manifest.jsonl"), file=sys.stderr)
+        raise
+    print(f"{summary.line()}\nmanifest: {printable(str(output / 'manifest.jsonl'))}")
     return 1 if summary.error else 0
 
 
@@ -317,6 +352,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a terminated command stops as Ctrl-C stops it."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """While a command runs, SIGTERM raises Terminated (handlers can only be set from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
@@ -324,10 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _sigterm_stops_like_ctrl_c():
+            return args.func(args)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to continue where it stopped", file=sys.stderr)
-        return 130
+    except OSError as e:    # the disk or the folders, not an input: a setup problem, said in one line
+        print(f"error: {printable(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; run the same command again to continue "
+              f"where it stopped", file=sys.stderr)
+        return 143 if terminated else 130

@@ -26,6 +26,7 @@ from safetensors import safe_open
 
 from ..io.formats import read_format_metadata, require_safetensors_suffix, write_safetensors
 from ..io.unpickle import read_official_checkpoint
+from ..nn.configs import MAX_STYLE_DIM
 from ..nn.stylegan2 import Generator
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,26 @@ def _from_tensors(tensors: Mapping[str, torch.Tensor], name: str,
     if missing:
         raise ValueError(f"{name} is not a GANSpace file: it lacks {', '.join(missing)} (expected tensors mean "
                          f"[1, D], std [K], comp [K, 1, D], as in the official cars_pca.pt)")
+    _check_sizes(tensors["mean"], tensors["std"], tensors["comp"], name)
     mean, std, comp = (tensors[k].detach().float().cpu() for k in ("mean", "std", "comp"))
+    if not all(bool(torch.isfinite(t).all()) for t in (mean, std, comp)):
+        raise ValueError(f"{name}: GANSpace statistics hold NaN or Inf values; the file is damaged. Use the "
+                         f"original cars_pca.pt or compute them again with compute_ganspace")
     # Tolerate squeezed layouts ([D] mean, [K, D] comp, [K, 1] std) and store the official ones.
     mean = mean.reshape(1, -1)
     std = std.reshape(-1)
     if comp.ndim == 2:
         comp = comp.unsqueeze(1)
     return GanSpaceDirections(mean.contiguous(), std.contiguous(), comp.contiguous(), name, dict(provenance or {}))
+
+
+def _check_sizes(mean: torch.Tensor, std: torch.Tensor, comp: torch.Tensor, name: str) -> None:
+    """Bound the sizes before anything is copied: D <= MAX_STYLE_DIM, K <= D and comp of K x D values."""
+    d, k = mean.numel(), std.numel()
+    if not (1 <= d <= MAX_STYLE_DIM and 1 <= k <= d and comp.numel() == k * d):
+        raise ValueError(f"{name}: GANSpace statistics have shapes mean {list(mean.shape)}, std {list(std.shape)}, "
+                         f"comp {list(comp.shape)}; expected mean [1, D], std [K], comp [K, 1, D] with "
+                         f"K <= D <= {MAX_STYLE_DIM} (cars_pca.pt: D 512, K 80)")
 
 
 def load_ganspace(path: str | os.PathLike) -> GanSpaceDirections:

@@ -15,8 +15,8 @@ from safetensors import safe_open
 from torch import nn
 
 from ..devices import resolve_device, resolve_dtype
-from ..nn.configs import build_model, model_config
-from .directions import direction_from_tensor
+from ..nn.configs import build_model, config_from_dict, model_config
+from .directions import check_direction_shape, direction_from_tensor
 from .formats import FORMATS, check_format, format_name, read_safetensors_header, write_safetensors
 
 KINDS = {
@@ -36,19 +36,43 @@ DEFAULT_FILES = {"hyperstyle": "hyperstyle_ffhq.safetensors", "w_encoder": "face
                  "stylegan2": "stylegan2-ffhq-config-f.safetensors", "direction": "age.safetensors"}
 
 
-def _expected_keys(kind: str, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+def _expected_tensors(kind: str, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict of `kind` on the meta device (shapes and dtypes, no memory)."""
     with torch.device("meta"):
         model = build_model(kind, config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return dict(model.state_dict())
+
+
+def check_config(kind: str, config: Any, name: str) -> None:
+    """Raise ValueError (naming the file and the field) unless `config` is a valid stored config of `kind`."""
+    try:
+        if kind == "direction":
+            shape = config.get("shape") if isinstance(config, Mapping) else None
+            if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
+                raise ValueError(f"config.shape must be a list of integers, got {shape!r}"[:200])
+            check_direction_shape(shape, "config.shape")
+        else:
+            config_from_dict(kind, config)
+    except ValueError as e:
+        raise ValueError(f"{name} has an invalid {KIND_TITLES.get(kind, kind)} config: {e}. Convert the .pt "
+                         f"again.") from None
 
 
 def check_strict(kind: str, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], name: str) -> None:
+    """Raise ValueError unless `tensors` are exactly the tensors of `kind` with `config`: same keys and shapes,
+    floating-point where the network has floating-point weights (an integer tensor would fail later in a raw
+    RuntimeError)."""
+    check_config(kind, config, name)
+    bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{name}: entry {bad[0]!r} is a {type(tensors[bad[0]]).__name__}, not a tensor")
     if kind == "direction":
         if set(tensors) != {"direction"} or list(tensors["direction"].shape) != list(config["shape"]):
             raise ValueError(f"{name} is not a valid direction file "
                              f"(expected one tensor 'direction' {config['shape']})")
         return
-    expected = _expected_keys(kind, config)
+    reference = _expected_tensors(kind, config)
+    expected = {k: tuple(v.shape) for k, v in reference.items()}
     got = {k: tuple(v.shape) for k, v in tensors.items() if not (kind == "stylegan2" and k == "latent_avg")}
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
@@ -62,11 +86,31 @@ def check_strict(kind: str, config: Mapping[str, Any], tensors: Mapping[str, tor
         if wrong:
             parts.append(f"wrong shapes: {wrong[:4]}")
         raise ValueError(f"{name} does not match the {KIND_TITLES[kind]} architecture: " + "; ".join(parts))
+    _check_dtypes(tensors, reference, name)
+
+
+def _check_dtypes(tensors: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor], name: str) -> None:
+    for key, t in tensors.items():
+        ref = reference.get(key)
+        floating = ref.is_floating_point() if ref is not None else True     # stylegan2's latent_avg
+        if floating and not t.is_floating_point():
+            raise ValueError(f"{name}: tensor {key} has dtype {str(t.dtype).replace('torch.', '')}, but the network "
+                             f"needs floating-point weights there. The file is damaged or not an official "
+                             f"checkpoint; use the original download")
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], name: str) -> None:
+    """Raise ValueError naming the first floating-point tensor that holds NaN or Inf values."""
+    for key, t in tensors.items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}: tensor {key} holds NaN or Inf values; the weights are damaged (e.g. a "
+                             f"diverged training run). Use the original download")
 
 
 def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.Tensor], device: torch.device,
                  dtype: torch.dtype, name: str) -> nn.Module:
     check_strict(kind, config, tensors, name)
+    check_finite(tensors, name)
     latent_avg = tensors.pop("latent_avg", None) if kind == "stylegan2" else None
     with torch.device("meta"):
         model = build_model(kind, config)
@@ -96,8 +140,9 @@ def read_info(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path.name} has unknown kind {meta.get('kind')!r}")
     try:
         config = json.loads(meta["config"])
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, json.JSONDecodeError, RecursionError):      # RecursionError: crafted deep nesting
         raise ValueError(f"{path.name} has no readable architecture config. Convert the .pt again.") from None
+    check_config(meta["kind"], config, path.name)       # before anything is built from it
     return {"kind": meta["kind"], "config": config, "metadata": meta}
 
 

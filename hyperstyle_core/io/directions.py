@@ -7,10 +7,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors import safe_open
 
+from ..nn.configs import MAX_N_LATENT, MAX_STYLE_DIM
 from .formats import read_format_metadata, require_safetensors_suffix, write_safetensors
 from .unpickle import read_official_checkpoint
 
@@ -30,16 +32,32 @@ class LatentDirection:
         return self.vector.shape[1] if self.vector.ndim == 3 else None
 
 
+def check_direction_shape(shape: Sequence[int], name: str) -> None:
+    """Raise ValueError unless `shape` is [1, D] or [1, n_latent, D] within what a generator can have.
+
+    Checked before a tensor is copied, so a crafted shape never allocates memory.
+    """
+    shape = list(shape)
+    if not (len(shape) in (2, 3) and shape[0] == 1):
+        raise ValueError(f"{name}: direction has shape {shape}; expected [1, 512] (W) or [1, n_latent, 512] (W+)")
+    if not 1 <= shape[-1] <= MAX_STYLE_DIM or (len(shape) == 3 and not 1 <= shape[1] <= MAX_N_LATENT):
+        raise ValueError(f"{name}: direction has shape {shape}; a generator has at most {MAX_N_LATENT} W+ entries "
+                         f"of at most {MAX_STYLE_DIM} values (official: [1, 512] or [1, 18, 512])")
+
+
 def direction_from_tensor(t: torch.Tensor, name: str) -> LatentDirection:
-    """Validate a direction tensor ([D], [1, D] or [1, n_latent, D] floats) and wrap it, as float32 on the CPU."""
+    """Validate a direction tensor ([D], [1, D] or [1, n_latent, D] finite floats) and wrap it, as float32 on the
+    CPU. Raises ValueError for any other shape, a non-float dtype or NaN / Inf values."""
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
         raise ValueError(f"{name}: a direction must be a float tensor [1, 512] or [1, n_latent, 512]")
     if t.ndim == 1:
         t = t.unsqueeze(0)
-    if not ((t.ndim == 2 and t.shape[0] == 1) or (t.ndim == 3 and t.shape[0] == 1)):
-        raise ValueError(f"{name}: direction has shape {list(t.shape)}; "
-                         "expected [1, 512] (W) or [1, n_latent, 512] (W+)")
-    return LatentDirection(t.detach().float().cpu().contiguous(), name)
+    check_direction_shape(t.shape, name)
+    vector = t.detach().float().cpu().contiguous()
+    if not torch.isfinite(vector).all():
+        raise ValueError(f"{name}: direction holds NaN or Inf values; it is damaged. Use the original file or fit "
+                         f"it again")
+    return LatentDirection(vector, name)
 
 
 def load_direction(path: str | os.PathLike) -> LatentDirection:

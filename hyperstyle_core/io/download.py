@@ -9,6 +9,11 @@ rename to `models/<file>`; convert it to `models/<stem>.safetensors` (whose meta
 downloaded as `source_sha256`); delete the `.pt` unless asked to keep it. A failed check deletes the download and
 leaves nothing in the models folder. Standard library only (urllib).
 
+Limits against a hostile or broken source: only http(s) addresses, redirects included; at most the known size (or
+MAX_UNKNOWN_SIZE when unknown) is written; the whole transfer has a deadline; free space is checked before writing.
+Only a dropped connection keeps its `.part` (to resume); every other failure deletes it. A `.pt` that does not
+convert never stays in the models folder.
+
 The official links (HyperStyle README) are Google Drive files: the `drive.usercontent.google.com` direct-download
 form is used. Google Drive sometimes answers with a web page (quota exceeded, sign-in); that is recognised and
 reported with the page to open in a browser. `mirror` / `$HYPERSTYLE_DOWNLOAD_BASE` replaces the official links by
@@ -18,10 +23,14 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import os
 import re
+import shutil
+import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,94 +38,31 @@ from pathlib import Path
 from .checkpoints import read_info
 from .convert import convert
 from .files import sha256_file
+from .registry import GROUPS, REGISTRY, Checkpoint, describe_registry, expand_names
+
+__all__ = ["download", "DownloadError", "DownloadInterrupted", "REGISTRY", "GROUPS", "Checkpoint",
+           "describe_registry", "expand_names"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "hyperstyle-download/1 (+python-urllib)"
 CHUNK = 1 << 20
-_GITHUB_RAW = ("https://raw.githubusercontent.com/yuval-alaluf/hyperstyle/"
-               "a723c7310312ca5b7f859340027f78e18965acbc/editing/interfacegan_directions/")
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A downloadable file: official name, where to get it, and what it must look like (when known)."""
-    name: str
-    filename: str
-    urls: tuple[str, ...]
-    page: str                 # where a person can get it by hand
-    description: str
-    size: int | None = None   # bytes
-    sha256: str | None = None
-
-
-def _drive(name: str, file_id: str, description: str, filename: str | None = None) -> Checkpoint:
-    return Checkpoint(name, filename or f"{name}.pt",
-                      (f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t",),
-                      f"https://drive.google.com/file/d/{file_id}/view", description)
-
-
-def _github(name: str, size: int, sha256: str, description: str) -> Checkpoint:
-    url = f"{_GITHUB_RAW}{name}.pt"
-    return Checkpoint(name, f"{name}.pt", (url,), url, description, size, sha256)
-
-
-# Google Drive ids from the official HyperStyle README / notebooks/notebook_utils.py. Their sizes and hashes are
-# not published, so only the files that live in the official repository itself carry size and sha256.
-REGISTRY: dict[str, Checkpoint] = {c.name: c for c in [
-    _drive("hyperstyle_ffhq", "1C3dEIIH1y8w1-zQMCyx7rDF0ndswSXh4", "HyperStyle, human faces (FFHQ 1024)"),
-    _drive("hyperstyle_cars", "1WZ7iNv5ENmxXFn6dzPeue1jQGNp6Nr9d", "HyperStyle, cars (Stanford Cars 512)"),
-    _drive("hyperstyle_afhq_wild", "1OMAKYRp3T6wzGr0s3887rQK-5XHlJ2gp", "HyperStyle, wild animals (AFHQ Wild 512)"),
-    _drive("faces_w_encoder", "1M-hsL3W_cJKs77xM1mwq2e9-J0_m7rHP", "W-encoder for faces (needed by hyperstyle_ffhq)"),
-    _drive("cars_w_encoder", "1GZke8pfXMSZM9mfT-AbP1Csyddf5fas7", "W-encoder for cars"),
-    _drive("afhq_wild_w_encoder", "1MhEHGgkTpnTanIwuHYv46i6MJeet2Nlr", "W-encoder for AFHQ Wild"),
-    _drive("stylegan2-ffhq-config-f", "1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT", "StyleGAN2 FFHQ 1024 generator"),
-    _drive("stylegan2-car-config-f", "1UmMHHB3DU1trTB8_9Fjkck5ZwArnD81B", "StyleGAN2 LSUN Car 512 generator"),
-    _drive("afhqwild", "1z6IVVaCJuFTksKwp1CM3emWOVHbrBip-", "StyleGAN-ADA AFHQ Wild 512 generator"),
-    _drive("restyle_e4e_ffhq_encode", "1e2oXVeBPXMQoUoC_4TNwAWpOPpSEhE_e",
-           "ReStyle-e4e FFHQ encoder (domain adaptation latents)"),
-    _drive("toonify", "1r3XVCt_WYUKFZFxhNH-xO2dTtF6B5szu", "Toonify generator (domain adaptation)"),
-    _drive("pixar", "1trPW-To9L63x5gaXrbAIPkOU0q9f_h05", "StyleGAN-NADA Pixar generator (domain adaptation)"),
-    _drive("sketch", "1aHhzmxT7eD90txAN93zCl8o9CUVbMFnD", "StyleGAN-NADA sketch generator (domain adaptation)"),
-    _drive("disney_princess", "1rXHZu4Vd0l_KCiCxGbwL9Xtka7n3S2NB",
-           "StyleGAN-NADA Disney princess generator (domain adaptation)"),
-    _github("age", 2808, "50074516b1629707d89b5e43d6b8abd1792212fa3b961a87a11323d6a5222ae0",
-            "InterFaceGAN age direction"),
-    _github("smile", 2808, "817a7e732b59dee9eba862bec8bd7e8373568443bc9f9731a21cf9b0356f0653",
-            "InterFaceGAN smile direction"),
-    _github("pose", 37624, "736e0eacc8488fa0b020a2e7bd256b957284c364191dfea693705e5d06d43e7d",
-            "InterFaceGAN pose direction (W+, 1024 models)"),
-]}
-
-GROUPS: dict[str, tuple[str, ...]] = {
-    "faces": ("hyperstyle_ffhq", "faces_w_encoder", "age", "smile", "pose"),
-    "domain": ("restyle_e4e_ffhq_encode", "toonify", "pixar", "sketch", "disney_princess"),
-    "cars": ("hyperstyle_cars", "cars_w_encoder"),
-    "wild": ("hyperstyle_afhq_wild", "afhq_wild_w_encoder"),
-}
-
-
-def describe_registry() -> str:
-    """Human-readable list of the checkpoints and groups."""
-    width = max(map(len, REGISTRY))
-    lines = [f"{c.name:<{width}}  {c.description}" + (f" ({c.size} bytes, sha256 known)" if c.sha256 else "")
-             for c in REGISTRY.values()]
-    lines += ["", "groups:"] + [f"{g:<{width}}  {' '.join(names)}" for g, names in GROUPS.items()]
-    return "\n".join(lines)
-
-
-def expand_names(names: list[str]) -> list[str]:
-    """Group names -> their members; order kept, duplicates dropped."""
-    out: list[str] = []
-    for name in names:
-        for n in GROUPS.get(name, (name,)):
-            if n not in out:
-                out.append(n)
-    return out
-
-
+HTTP_SCHEMES = ("http", "https")
+MAX_UNKNOWN_SIZE = 8 << 30     # bytes accepted when the size is unknown: the largest official file is far below
+DEADLINE = 6 * 3600.0          # seconds for one whole transfer (retries included): ~75 KB/s for a 1.6 GB checkpoint
 class DownloadError(ValueError):
     """A download that could not be completed or verified; the message says what to do."""
+
+
+class DownloadInterrupted(DownloadError):
+    """The connection kept dropping: the `.part` file is kept so that the same command resumes it."""
+
+
+def _require_http(url: str, what: str) -> None:
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in HTTP_SCHEMES:
+        raise DownloadError(f"{what} {url!r} is refused: only http:// and https:// addresses are downloaded "
+                            f"(this one is {scheme + '://' if scheme else 'not a full URL'})")
 
 
 def _resolve(name: str, url: str | None, sha256: str | None, size: int | None, mirror: str | None) -> Checkpoint:
@@ -131,27 +77,36 @@ def _resolve(name: str, url: str | None, sha256: str | None, size: int | None, m
         entry = Checkpoint(Path(filename).stem, filename, (), url, "custom download")
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise ValueError(f"--sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    if size is not None and size <= 0:
+        raise ValueError(f"--size must be a positive number of bytes, got {size}")
     urls = (url,) if url else ((f"{mirror.rstrip('/')}/{entry.filename}",) if mirror else entry.urls)
+    for address in urls:
+        _require_http(address, "download address")
     return Checkpoint(entry.name, entry.filename, urls, entry.page, entry.description,
                       size if size is not None else entry.size, (sha256 or entry.sha256 or "").lower() or None)
 
 
 def download(name: str, models: str | os.PathLike = "models", *, url: str | None = None, sha256: str | None = None,
              size: int | None = None, mirror: str | None = None, keep_source: bool = False, force: bool = False,
-             retries: int = 3, retry_wait: float = 1.0, timeout: float = 60.0, progress: bool = False) -> Path:
+             retries: int = 3, retry_wait: float = 1.0, timeout: float = 60.0, deadline: float | None = DEADLINE,
+             max_size: int = MAX_UNKNOWN_SIZE, progress: bool = False) -> Path:
     """Download checkpoint `name` (see REGISTRY) and convert it into `models`.
 
     Args:
         name: a REGISTRY name, or any name with `url`.
         models: the models folder (created).
-        url: download from this URL instead of the registry / mirror.
+        url: download from this URL instead of the registry / mirror (http or https only).
         sha256, size: what the file must be (override the registry).
         mirror: base URL replacing the official links: `<mirror>/<official file name>`.
-        keep_source: keep the downloaded `.pt` beside the `.safetensors`.
+        keep_source: keep the downloaded `.pt` beside the `.safetensors` (moved out of `models` if it fails to
+            convert).
         force: download again even if the converted file exists.
         retries: how often a dropped connection is resumed before giving up (the partial file is kept).
         retry_wait: seconds before the first retry (doubling, at most 10 s).
         timeout: socket timeout in seconds.
+        deadline: seconds the whole transfer may take, retries included (None: no limit); past it the download
+            stops and is deleted.
+        max_size: the most bytes accepted when the size is not known (a known size is the limit otherwise).
         progress: show a tqdm bar.
     Returns:
         Path of the converted `.safetensors` file.
@@ -163,52 +118,103 @@ def download(name: str, models: str | os.PathLike = "models", *, url: str | None
     models = Path(models)
     models.mkdir(parents=True, exist_ok=True)
     target = models / f"{Path(entry.filename).stem}.safetensors"
-    if target.exists() and not force:
-        try:
-            recorded = read_info(target)["metadata"].get("source_sha256")
-        except ValueError:
-            recorded = None
-            log.warning("%s exists but cannot be read; downloading it again", target)
-        if recorded is not None and (entry.sha256 is None or recorded == entry.sha256):
-            log.info("%s is already there (source sha256 %s)", target, recorded)
-            return target
+    if not force and _already_converted(target, entry):
+        return target
     source = models / entry.filename
+    if force or not source.exists() or not _usable_source(source, entry):
+        limits = _Limits(retries, retry_wait, timeout, math.inf if deadline is None else deadline,
+                         time.monotonic() + (math.inf if deadline is None else deadline),
+                         entry.size if entry.size is not None else max_size, progress)
+        _download_source(entry, models, source, limits)
+    return _convert_source(source, models, entry, keep_source)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """How one transfer may go."""
+    retries: int          # resumes after a dropped connection
+    retry_wait: float     # seconds before the first resume (doubling, at most 10 s)
+    timeout: float        # socket timeout, seconds
+    deadline: float       # seconds for the whole transfer (math.inf: none)
+    deadline_at: float    # the same as a time.monotonic() value
+    max_bytes: int        # the known size, or the bound for an unknown one
+    progress: bool
+
+    def remaining(self) -> float:
+        return self.deadline_at - time.monotonic()
+
+
+def _already_converted(target: Path, entry: Checkpoint) -> bool:
+    if not target.exists():
+        return False
+    try:
+        recorded = read_info(target)["metadata"].get("source_sha256")
+    except ValueError:
+        log.warning("%s exists but cannot be read; downloading it again", target)
+        return False
+    if recorded is not None and (entry.sha256 is None or recorded == entry.sha256):
+        log.info("%s is already there (source sha256 %s)", target, recorded)
+        return True
+    return False
+
+
+def _usable_source(source: Path, entry: Checkpoint) -> bool:
+    """A .pt kept from an earlier download (--keep-pt) or put there by hand, if it passes the checks."""
+    try:
+        _verify(source, entry, delete=False)
+    except DownloadError as e:
+        log.warning("%s; downloading it again", e)
+        return False
+    return True
+
+
+def _download_source(entry: Checkpoint, models: Path, source: Path, limits: _Limits) -> None:
+    """Fetch into `<file>.part`, verify, rename to `source`. Only a dropped connection leaves the `.part` behind."""
+    if not entry.urls:
+        raise DownloadError(f"no download address for {entry.name}; pass --url")
     part = models / f"{entry.filename}.part"
-    have_source = source.exists() and not force
-    if have_source:     # kept from an earlier download (--keep-pt) or put there by hand
+    problems = []
+    for address in entry.urls:
         try:
-            _verify(source, entry, delete=False)
-        except DownloadError as e:
-            log.warning("%s; downloading it again", e)
-            have_source = False
-    if not have_source:
-        if not entry.urls:
-            raise DownloadError(f"no download address for {entry.name}; pass --url")
-        problems = []
-        for address in entry.urls:
-            try:
-                _fetch(address, part, entry, retries, retry_wait, timeout, progress)
-                break
-            except DownloadError as e:
-                problems.append(str(e))
-        else:
-            raise DownloadError("; ".join(problems) + (f". You can also download it by hand from {entry.page} and run "
-                                                        f"`hyperstyle convert {entry.filename} --out {models}`"
-                                                        if entry.page else ""))
-        digest = _verify(part, entry)
-        os.replace(part, source)
-        log.info("downloaded %s (%d bytes, sha256 %s)", source.name, source.stat().st_size, digest)
+            _fetch(address, part, entry, limits)
+            break
+        except DownloadInterrupted as e:      # kept: the same command resumes it
+            problems.append(str(e))
+        except DownloadError as e:            # refused, over a limit or not the file: nothing worth resuming
+            part.unlink(missing_ok=True)
+            problems.append(str(e))
+    else:
+        raise DownloadError("; ".join(problems) + (f". You can also download it by hand from {entry.page} and run "
+                                                    f"`hyperstyle convert {entry.filename} --out {models}`"
+                                                    if entry.page else ""))
+    digest = _verify(part, entry)
+    os.replace(part, source)
+    log.info("downloaded %s (%d bytes, sha256 %s)", source.name, source.stat().st_size, digest)
+
+
+def _convert_source(source: Path, models: Path, entry: Checkpoint, keep_source: bool) -> Path:
+    """Convert the downloaded `.pt`; if that fails the `.pt` leaves the models folder (deleted or moved aside)."""
     try:
         converted = convert(source, models)
-    except (ValueError, FileNotFoundError) as e:
-        if not keep_source:
-            source.unlink()
-        raise DownloadError(f"{entry.filename} was downloaded but is not a checkpoint this package reads ({e}); "
-                            f"{'it was kept at ' + str(source) if keep_source else 'it was deleted'}. Check the "
-                            f"source address") from None
+    except Exception as e:  # noqa: BLE001 - whatever the converter trips on, the .pt must not stay in models/
+        where = _remove_rejected(source, keep_source)
+        reason = str(e) if isinstance(e, (ValueError, FileNotFoundError)) else f"{type(e).__name__}: {e}"
+        raise DownloadError(f"{entry.filename} was downloaded but is not a checkpoint this package reads ({reason}); "
+                            f"{where}. Check the source address") from None
     if not keep_source:
         source.unlink()
     return converted
+
+
+def _remove_rejected(source: Path, keep_source: bool) -> str:
+    """Delete a `.pt` that did not convert, or with keep_source move it outside the models folder (where the
+    model pickers would list it); returns what happened, for the message."""
+    if not keep_source:
+        source.unlink(missing_ok=True)
+        return "it was deleted"
+    aside = Path(tempfile.mkdtemp(prefix="hyperstyle-rejected-")) / source.name
+    shutil.move(source, aside)
+    return f"it was moved out of the models folder to {aside}"
 
 
 def _verify(path: Path, entry: Checkpoint, delete: bool = True) -> str:
@@ -234,37 +240,90 @@ def _content_range_total(value: str | None) -> int | None:
     return int(m.group(3)) if m else None
 
 
-def _fetch(url: str, part: Path, entry: Checkpoint, retries: int, retry_wait: float, timeout: float,
-           progress: bool) -> None:
-    """Download `url` into `part`, continuing what is there with Range requests; DownloadError when it cannot."""
+def _size_text(n: int) -> str:
+    return f"{n} bytes" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+def _check_free_space(folder: Path, total: int, have: int, entry: Checkpoint) -> None:
+    """Refuse before writing when the rest of the download plus its converted copy cannot fit."""
+    need = (total - have) + total
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise DownloadError(f"{entry.filename} needs about {_size_text(need)} of free space in {folder} (the download "
+                            f"and its converted copy) but there are only {_size_text(free)}; make room or choose "
+                            f"another --models folder")
+
+
+def _check_offer(url: str, entry: Checkpoint, total: int | None, have: int, folder: Path, limits: _Limits) -> None:
+    """What the server says it will send, checked before anything is written."""
+    if total is None:
+        return
+    if entry.size is not None and total != entry.size:
+        raise DownloadError(f"{url} offers {total} bytes but {entry.filename} has {entry.size}: it is another file")
+    if total > limits.max_bytes:
+        raise DownloadError(f"{url} offers {total} bytes, more than the {limits.max_bytes} accepted for a file of "
+                            f"unknown size; pass --size {total} if that really is the file")
+    if entry.size is None:      # a known size was checked before the request
+        _check_free_space(folder, total, have, entry)
+
+
+def _deadline_error(url: str, limits: _Limits, part: Path) -> DownloadError:
+    got = part.stat().st_size if part.exists() else 0
+    return DownloadError(f"download of {url} did not finish within the deadline of {limits.deadline:g} s "
+                         f"({got} bytes received); it was stopped and deleted. The source is too slow or stalls: "
+                         f"try again later or use another source (--mirror / --url)")
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) only (urllib alone follows one to ftp:// and reports file:// as an HTTP error)."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri")
+        if location:
+            try:
+                _require_http(urllib.parse.urljoin(req.full_url, location), f"{req.full_url} redirected to")
+            except DownloadError:
+                fp.close()
+                raise
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _fetch(url: str, part: Path, entry: Checkpoint, limits: _Limits) -> None:
+    """Download `url` into `part`, continuing what is there with Range requests; DownloadInterrupted when the
+    connection keeps dropping, DownloadError for anything else."""
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     failures = 0
     restarted = False
     while True:
         have = part.stat().st_size if part.exists() else 0
         if entry.size is not None and have == entry.size:
             return
-        if entry.size is not None and have > entry.size:
+        if have > limits.max_bytes:
             part.unlink()
             have = 0
+        if limits.remaining() <= 0:
+            raise _deadline_error(url, limits, part)
+        if entry.size is not None:
+            _check_free_space(part.parent, entry.size, have, entry)
         headers = {"User-Agent": USER_AGENT}
         if have:
             headers["Range"] = f"bytes={have}-"
         request = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with opener.open(request, timeout=min(limits.timeout, limits.remaining())) as response:
                 if have and response.status != 206:      # the server ignored Range: start again
                     have = 0
                 total = _content_range_total(response.headers.get("Content-Range"))
                 if total is None:
                     length = response.headers.get("Content-Length")
                     total = have + int(length) if length and length.isdigit() else None
-                if entry.size is not None and total is not None and total != entry.size:
-                    raise DownloadError(f"{url} offers {total} bytes but {entry.filename} has {entry.size}: it is "
-                                        f"another file")
-                _write_body(response, part, have, total, entry, url, progress)
+                _check_offer(url, entry, total, have, part.parent, limits)
+                _write_body(response, part, have, total, entry, url, limits)
             got = part.stat().st_size
             if total is not None and got < total:
-                raise _Interrupted(f"connection closed after {got} of {total} bytes")
+                raise _ConnectionDropped(f"connection closed after {got} of {total} bytes")
             return
         except urllib.error.HTTPError as e:
             if e.code == 416 and have and not restarted:      # our partial file does not fit the server's: restart
@@ -277,27 +336,32 @@ def _fetch(url: str, part: Path, entry: Checkpoint, retries: int, retry_wait: fl
                 raise DownloadError(f"{url} answered HTTP {e.code} {e.reason}"
                                     + (": the file is not there (check the name or --mirror)" if e.code == 404 else
                                        "")) from None
-        except (_Interrupted, urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as e:
+        except (_ConnectionDropped, urllib.error.URLError, http.client.HTTPException, ConnectionError,
+                TimeoutError) as e:
             error = str(getattr(e, "reason", None) or e) or type(e).__name__
         failures += 1
         have = part.stat().st_size if part.exists() else 0
-        if failures > retries:
-            raise DownloadError(f"download of {url} was interrupted ({error}) with {have} bytes saved in {part}; "
-                                f"run the same command again to resume it")
+        if failures > limits.retries:
+            raise DownloadInterrupted(f"download of {url} was interrupted ({error}) with {have} bytes saved in "
+                                      f"{part}; run the same command again to resume it")
+        if limits.remaining() <= 0:
+            raise _deadline_error(url, limits, part)
         log.warning("%s: %s; resuming from byte %d (attempt %d of %d)", entry.filename, error, have, failures,
-                    retries)
-        time.sleep(min(retry_wait * 2 ** (failures - 1), 10.0))
+                    limits.retries)
+        time.sleep(max(0.0, min(limits.retry_wait * 2 ** (failures - 1), 10.0, limits.remaining())))
 
 
-class _Interrupted(Exception):
+class _ConnectionDropped(Exception):
     pass
 
 
 def _write_body(response, part: Path, have: int, total: int | None, entry: Checkpoint, url: str,
-                progress: bool) -> None:
+                limits: _Limits) -> None:
+    """Append the body to `part`. read1 returns after each network read, so a trickle stops at the deadline (late
+    by at most one socket timeout) and a body longer than allowed stops at the limit."""
     from tqdm import tqdm
 
-    first = response.read(CHUNK)
+    first = response.read1(CHUNK)
     content_type = response.headers.get("Content-Type", "")
     if have == 0 and (content_type.startswith("text/html") or first.lstrip()[:15].lower().startswith(
             (b"<!doctype html", b"<html"))):
@@ -305,15 +369,36 @@ def _write_body(response, part: Path, have: int, total: int | None, entry: Check
                             f"download quota is exceeded or it asks for a confirmation). Open {entry.page or url} in "
                             f"a browser, download the file, then run `hyperstyle convert {entry.filename} --out "
                             f"models/`")
+    written = have
     with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                                         unit_divisor=1024, desc=entry.filename,
-                                                        disable=not progress) as bar:
+                                                        disable=not limits.progress) as bar:
         chunk = first
         while chunk:
-            f.write(chunk)
+            written += len(chunk)
+            if written > limits.max_bytes:
+                raise _too_large(url, entry, limits)
+            _append(f, chunk, part)
             bar.update(len(chunk))
+            if time.monotonic() > limits.deadline_at:
+                raise _deadline_error(url, limits, part)
             try:
-                chunk = response.read(CHUNK)
+                chunk = response.read1(CHUNK)
             except http.client.IncompleteRead as e:
-                f.write(e.partial)
-                raise _Interrupted(f"connection closed early ({len(e.partial)} more bytes received)") from None
+                _append(f, e.partial, part)
+                raise _ConnectionDropped(f"connection closed early ({len(e.partial)} more bytes received)") from None
+
+
+def _append(f, chunk: bytes, part: Path) -> None:
+    try:
+        f.write(chunk)
+    except OSError as e:      # a full disk or a vanished folder: report it as a download failure (the .part goes)
+        raise DownloadError(f"cannot write {part}: {e.strerror or e}; make room or choose another --models "
+                            f"folder") from None
+
+
+def _too_large(url: str, entry: Checkpoint, limits: _Limits) -> DownloadError:
+    known = (f"the size of {entry.filename}" if entry.size is not None else
+             "the limit for a file of unknown size (pass --size if the file really is that large)")
+    return DownloadError(f"{url} sent more than {limits.max_bytes} bytes, {known}; the download was stopped and "
+                         f"deleted")

@@ -2,6 +2,9 @@
 
 `list_folder` is shared by the folder runner (`hyperstyle run` and friends), the `invert` command and the
 HyperStyle Load Image Folder node; `IMAGE_SUFFIXES` is the one list of image file types they take.
+
+File names are whatever the disk holds: `escape_undecodable` turns a name into valid text for manifests and
+metadata (an undecodable byte -> \\xNN), `printable` makes it safe to show on a terminal (no escape sequences).
 """
 from __future__ import annotations
 
@@ -30,11 +33,41 @@ def match_patterns(name: str, pattern: str) -> bool:
     return any(fnmatch.fnmatch(name.lower(), p.lower()) for p in patterns)
 
 
+def _escape_char(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:    # an undecodable byte, kept by os.fsdecode as a lone surrogate
+        return f"\\x{code - 0xDC00:02x}"
+    if 0xD800 <= code <= 0xDFFF:    # any other lone surrogate (Windows names may hold them)
+        return f"\\u{code:04x}"
+    return c
+
+
+def escape_undecodable(name: str) -> str:
+    """`name` as valid text: every character that cannot be written as UTF-8 (an undecodable byte of a file name,
+    which os.fsdecode keeps as a lone surrogate) written as \\xNN (other lone surrogates: \\uNNNN). Names that are
+    valid text are returned unchanged. How manifests, file metadata and messages record a file name."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return "".join(_escape_char(c) for c in name)
+
+
+def printable(text: str) -> str:
+    """`text` safe to show on a terminal: control characters (escape sequences, line breaks), invisible formatting
+    characters and undecodable bytes written as Python escapes (\\x1b, \\n, \\u202e, \\xff); the rest unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) if 0xD800 <= ord(c) <= 0xDFFF else repr(c)[1:-1]
+                   for c in text)
+
+
 def list_folder(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
     """Files (not sub-folders, not hidden) in `folder` whose names match `pattern`, sorted by name.
 
-    Broken links are listed (reading them reports the problem). Raises FileNotFoundError / ValueError for a
-    missing folder or a file given instead of a folder.
+    Broken links and entries that cannot be looked at (a symlink loop, no permission) are listed: reading them
+    reports the problem for that file alone. Raises FileNotFoundError / ValueError for a missing folder, a file
+    given instead of a folder, or a folder that cannot be read.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -42,13 +75,21 @@ def list_folder(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
     if not folder.is_dir():
         raise ValueError(f"{folder} is a file, not a folder")
     found = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or entry.is_dir():
-                continue
-            if match_patterns(entry.name, pattern):
-                found.append(Path(entry.path))
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if not entry.name.startswith(".") and not _is_folder(entry) and match_patterns(entry.name, pattern):
+                    found.append(Path(entry.path))
+    except OSError as e:
+        raise ValueError(f"folder {folder} cannot be read ({e.strerror or e}); check its permissions") from None
     return sorted(found, key=lambda p: p.name)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:     # a symlink loop or a link we may not follow: not a folder; reading it says what is wrong
+        return False
 
 
 def collect_inputs(paths: Sequence[str | os.PathLike], pattern: str = "*", exclude: Sequence[Path] = (),

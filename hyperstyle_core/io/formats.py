@@ -140,8 +140,15 @@ def read_safetensors_header(path: str | os.PathLike) -> dict:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path.name} has a corrupt safetensors header ({e}). {hint}") from None
+        except RecursionError:      # crafted: JSON nested thousands of levels deep
+            raise ValueError(f"{path.name} has a corrupt safetensors header (nested too deeply). {hint}") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path.name} has a corrupt safetensors header. {hint}")
+    meta = header.get("__metadata__")
+    # safetensors metadata is a map of strings; anything else would reach the readers as the wrong type.
+    if meta is not None and not (isinstance(meta, dict)
+                                 and all(isinstance(v, str) for v in meta.values())):
+        raise ValueError(f"{path.name} has corrupt safetensors metadata (it must map names to strings). {hint}")
     data_size = size - 8 - n
     end = 0
     for key, info in header.items():

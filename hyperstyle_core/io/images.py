@@ -6,6 +6,7 @@ a pixel limit and errors that say what was wrong (`ImageReadError.code` for mach
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +17,18 @@ import torch
 from PIL import Image, ImageOps
 
 from .files import atomic_path
+from .folders import escape_undecodable
 
 EXIF_ORIENTATION = 0x0112
 _WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 MIN_IMAGE_SIDE = 64                # smallest usable side: dlib finds faces down to ~40 px; encoders need a real picture
 DEFAULT_MAX_PIXELS = 80_000_000    # refused above, before decoding: 80 MP decode to 240 MB; PIL itself warns at 89 MP
+DEFAULT_MAX_BATCH_PIXELS = 400_000_000   # one `read_image_batch`: 4.8 GB as float32 RGB, e.g. 33 photos of 12 MP
 
 
 class ImageReadError(ValueError):
     """A file that cannot be used as a picture. `code` is one of: empty, not_an_image, truncated, too_large,
-    unsupported_mode, unreadable."""
+    unsupported_mode, non_finite (NaN or infinite pixel values), unreadable."""
 
     def __init__(self, message: str, code: str):
         super().__init__(message)
@@ -47,15 +50,16 @@ def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[Im
         ImageReadError (a ValueError): anything else, with `code` saying why.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist" + (" (broken link)" if path.is_symlink() else ""))
-    if path.is_dir():
-        raise ImageReadError(f"{path.name} is a folder, not an image file", "not_an_image")
     try:
-        if path.stat().st_size == 0:
-            raise ImageReadError(f"{path.name} is an empty file (0 bytes); copy it again", "empty")
-    except OSError as e:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist" + (" (broken link)" if path.is_symlink() else "")) from None
+    except OSError as e:    # a symlink loop, no permission, a file name too long
         raise ImageReadError(f"{path.name} could not be read ({e.strerror or e})", "unreadable") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageReadError(f"{path.name} is a folder, not an image file", "not_an_image")
+    if st.st_size == 0:
+        raise ImageReadError(f"{path.name} is an empty file (0 bytes); copy it again", "empty")
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -102,9 +106,12 @@ def _to_rgb(img: Image.Image, name: str, notes: list[str]) -> Image.Image:
     if mode in _WIDE_GRAY_MODES:
         # 16-bit / 32-bit / float grayscale: scale to 8 bit before converting (PIL would clip).
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():      # one NaN would turn the whole picture black below
+            raise ImageReadError(f"{name} holds NaN or infinite pixel values; save it again with finite values (or "
+                                 f"as an 8- or 16-bit image)", "non_finite")
         notes.append(f"{'float' if mode == 'F' else '16-bit' if mode.startswith('I;16') else '32-bit'} grayscale "
                      f"scaled to 8-bit")
-        arr = np.nan_to_num(arr - min(float(arr.min()), 0.0), nan=0.0, posinf=0.0)
+        arr = arr - min(float(arr.min()), 0.0)
         img = Image.fromarray(np.clip(arr / max(arr.max(), 1e-12 if mode == "F" else 1) * 255, 0, 255).astype(np.uint8))
     elif mode in ("L", "1"):
         notes.append("grayscale" if mode == "L" else "1-bit")
@@ -160,39 +167,65 @@ class ImageBatch:
 
 
 def read_image_batch(paths: Sequence[str | os.PathLike], fit: str = "pad", max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                     on_file: Callable[[], None] | None = None) -> ImageBatch:
+                     on_file: Callable[[], None] | None = None,
+                     max_total_pixels: int | None = DEFAULT_MAX_BATCH_PIXELS) -> ImageBatch:
     """Read image files into one batch; files that cannot be used are skipped and reported, never fatal.
 
-    Every photo is fitted (`fit_to_size`) to the first readable photo's size. Raises ValueError when no file could
-    be read. `on_file` is called once per file (progress, interruption: raise to stop).
+    Every photo is fitted (`fit_to_size`) to the first readable photo's size. Memory is taken only for the photos
+    actually read (8-bit until the float batch is made at the end), and the batch may hold at most
+    `max_total_pixels` pixels (None: no limit). Names and reasons are valid text (`escape_undecodable`).
+    Raises ValueError when no file could be read, or before keeping a photo that would exceed `max_total_pixels`
+    (the message says how many files to load at a time). `on_file` is called once per file (progress,
+    interruption: raise to stop).
     """
     if fit not in FIT_MODES:
         raise ValueError(f"fit mode must be one of {list(FIT_MODES)}, got {fit!r}")
-    pixels, names, skipped, notes, size = None, [], [], [], None
+    if max_total_pixels is not None and (isinstance(max_total_pixels, bool) or not isinstance(max_total_pixels, int)
+                                         or max_total_pixels < 1):
+        raise ValueError(f"max_total_pixels must be a positive integer or None, got {max_total_pixels!r}")
+    fitted: list[np.ndarray | None] = []      # [H, W, 3] uint8 per photo read: a quarter of its float32 size
+    names, skipped, notes, size = [], [], [], None
     for path in map(Path, paths):
+        name = escape_undecodable(path.name)
         try:
             img, converted = read_rgb(path, max_pixels)
             if min(img.size) < MIN_IMAGE_SIDE:
                 raise ValueError(f"{path.name} is {img.width}x{img.height} pixels; at least "
                                  f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed")
         except (ValueError, FileNotFoundError) as e:
-            skipped.append((path.name, str(e)))
+            skipped.append((name, escape_undecodable(str(e))))
         else:
+            size = size or img.size
+            _check_batch_pixels(len(fitted) + 1, size, max_total_pixels, name)
             if converted:
-                notes.append((path.name, "; ".join(converted)))
-            if size is None:
-                size = img.size
-                pixels = torch.empty(len(paths), size[1], size[0], 3)     # one allocation for the whole batch
-            pixels[len(names)] = torch.from_numpy(np.asarray(fit_to_size(img, size, fit), dtype=np.float32) / 255.0)
-            names.append(path.name)
+                notes.append((name, "; ".join(converted)))
+            fitted.append(np.asarray(fit_to_size(img, size, fit), dtype=np.uint8))
+            names.append(name)
         if on_file is not None:
             on_file()
     if not names:
         raise ValueError(f"none of the {len(paths)} file(s) could be read as a photo: "
                          + "; ".join(f"{name}: {reason}" for name, reason in skipped[:5]))
-    if len(names) < len(paths):
-        pixels = pixels[:len(names)].clone()
+    pixels = torch.empty(len(fitted), size[1], size[0], 3)
+    for i, arr in enumerate(fitted):
+        pixels[i] = torch.from_numpy(arr.astype(np.float32) / 255.0)
+        fitted[i] = None        # frees the 8-bit copy as the float batch fills
     return ImageBatch(pixels, names, skipped, notes)
+
+
+def _check_batch_pixels(count: int, size: tuple[int, int], max_total_pixels: int | None, name: str) -> None:
+    """Refuse the `count`-th photo of a batch at `size` (width, height) when the batch would exceed the limit."""
+    per_photo = size[0] * size[1]
+    if max_total_pixels is None or count * per_photo <= max_total_pixels:
+        return
+    fits = max_total_pixels // per_photo
+    if fits == 0:
+        raise ValueError(f"{name} is {size[0]}x{size[1]} = {per_photo / 1e6:.0f} megapixels, above the limit of "
+                         f"{max_total_pixels / 1e6:.0f} megapixels for one batch; downscale it")
+    raise ValueError(f"{name} would make the batch {count} photos of {size[0]}x{size[1]} = "
+                     f"{count * per_photo / 1e6:.0f} megapixels, above the limit of {max_total_pixels / 1e6:.0f} "
+                     f"megapixels for one batch ({max_total_pixels * 12 / 1e9:.1f} GB as 32-bit floats); load at "
+                     f"most {fits} files at a time (cap {fits}, then skip {fits}, {2 * fits}, ...)")
 
 
 def open_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:

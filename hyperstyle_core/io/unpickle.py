@@ -10,17 +10,60 @@ from __future__ import annotations
 import argparse
 import codecs
 import io
+import math
 import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 import torch
 
 # Objects a training checkpoint may carry besides tensors and builtins (rosinality keeps its argparse args).
 ALLOWED_GLOBALS = [argparse.Namespace]
+# Containers nest 3 levels in the official files; far deeper nesting only comes from crafted files.
+MAX_NESTING = 64
+
+
+def check_tensor_storage(t: torch.Tensor, where: str) -> None:
+    """Refuse a tensor whose view holds more elements than its storage (e.g. stride 0 over 2**31 elements).
+
+    Such a tensor costs nothing until it is copied; `.contiguous()`, a dtype change or writing it out would then
+    allocate far more memory than the file holds. Raises ValueError naming `where`.
+    """
+    stored = t.untyped_storage().nbytes() // max(1, t.element_size())
+    if t.numel() > stored:
+        raise ValueError(f"{where}: tensor of shape {list(t.shape)} (strides {list(t.stride())}) views "
+                         f"{t.numel()} elements of a storage that holds {stored}; a file's tensors must hold their "
+                         f"own data. The file is damaged or crafted: use the original download")
+
+
+def check_loaded_tensors(obj: Any, name: str) -> None:
+    """`check_tensor_storage` for every tensor in a loaded checkpoint (dicts, lists, tuples, argparse args).
+
+    Raises:
+        ValueError naming `name` and the key path of the first bad tensor, or for containers nested deeper than
+        MAX_NESTING levels.
+    """
+    stack: list[tuple[Any, str, int]] = [(obj, "", 0)]
+    seen: set[int] = set()      # shared sub-containers are walked once (pickle memo can make a DAG or a cycle)
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, torch.Tensor):
+            check_tensor_storage(item, f"{name}: {where or 'the tensor'}")
+            continue
+        if isinstance(item, argparse.Namespace):
+            item = vars(item)
+        if not isinstance(item, (Mapping, list, tuple, set)) or id(item) in seen:
+            continue
+        if depth >= MAX_NESTING:
+            raise ValueError(f"{name}: containers are nested more than {MAX_NESTING} levels deep (at "
+                             f"{where[:200]}); no checkpoint is built like this. Use the original download")
+        seen.add(id(item))
+        children = item.items() if isinstance(item, Mapping) else enumerate(item)
+        stack.extend((value, f"{where}[{str(key)[:80]!r}]" if where else str(key)[:80], depth + 1)
+                     for key, value in children)
 
 
 def read_official_checkpoint(path: str | os.PathLike) -> Any:
@@ -28,6 +71,13 @@ def read_official_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    obj = _torch_load_safely(path)
+    # Checked before anything is copied: loading maps storages and builds views, it never expands them.
+    check_loaded_tensors(obj, path.name)
+    return obj
+
+
+def _torch_load_safely(path: Path) -> Any:
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             try:
@@ -123,7 +173,20 @@ class _ScriptObject:
 
 def _rebuild_tensor(storage: torch.Tensor, offset: int, size: Sequence[int], stride: Sequence[int],
                     requires_grad: bool = False, hooks: Any = None, metadata: Any = None) -> torch.Tensor:
-    return storage.as_strided(tuple(size), tuple(stride), int(offset))
+    if not isinstance(storage, torch.Tensor):
+        raise ValueError(f"TorchScript tensor without a storage ({type(storage).__name__})")
+    dims = [offset, *size, *stride]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in dims):
+        raise ValueError(f"TorchScript tensor has invalid size {size!r}, stride {stride!r} or offset {offset!r}")
+    # Before as_strided: a stride-0 view of 2**31 elements over a 4-byte storage would be expanded by clone().
+    if math.prod(size) > storage.numel():
+        raise ValueError(f"TorchScript tensor of shape {list(size)} (strides {list(stride)}) views "
+                         f"{math.prod(size)} elements of a storage that holds {storage.numel()}; the archive is "
+                         f"damaged or crafted")
+    return storage.as_strided(tuple(size), tuple(stride), offset)
+
+
+MAX_TORCHSCRIPT_PICKLE_BYTES = 64 << 20     # CLIP ViT-L/14's data.pkl is under 1 MB
 
 
 class _TorchScriptUnpickler(pickle.Unpickler):
@@ -132,6 +195,8 @@ class _TorchScriptUnpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, archive: zipfile.ZipFile, root: str):
         super().__init__(file)
         self.archive, self.root, self.storages = archive, root, {}
+        # torch.jit.save stores tensor data uncompressed, so a genuine archive unpacks to about its own size.
+        self.unpacked, self.max_unpacked = 0, 4 * sum(i.compress_size for i in archive.infolist()) + (1 << 20)
 
     def find_class(self, module: str, name: str) -> Any:
         if module.startswith("__torch__.") or module == "__torch__":
@@ -152,14 +217,21 @@ class _TorchScriptUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r} in a TorchScript archive")
         _, stype, key, _location, numel = pid
         if key not in self.storages:
+            name = f"{self.root}/data/{key}"
             try:
-                raw = self.archive.read(f"{self.root}/data/{key}")
+                info = self.archive.getinfo(name)
             except KeyError:
                 raise ValueError(f"TorchScript archive lacks tensor storage data/{key}: the file is truncated") \
                     from None
             item = torch.empty((), dtype=stype.dtype).element_size()
-            if len(raw) != int(numel) * item:
-                raise ValueError(f"TorchScript storage data/{key} has {len(raw)} bytes, expected {numel} x {item}")
+            if not isinstance(numel, int) or info.file_size != numel * item:
+                raise ValueError(f"TorchScript storage data/{key} has {info.file_size} bytes, expected {numel} x "
+                                 f"{item}")
+            self.unpacked += info.file_size
+            if self.unpacked > self.max_unpacked:     # checked before decompressing: a zip bomb stops here
+                raise ValueError(f"the tensors unpack to more than {self.max_unpacked} bytes, far more than the "
+                                 f"archive holds; it is not a genuine TorchScript file")
+            raw = self.archive.read(info)
             self.storages[key] = torch.frombuffer(bytearray(raw), dtype=stype.dtype) if raw else \
                 torch.empty(0, dtype=stype.dtype)
         return self.storages[key]
@@ -214,13 +286,19 @@ def read_torchscript_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]
         if root is None:
             raise ValueError(f"{path.name} is a zip file but not a TorchScript archive (no code/ or constants.pkl)")
         try:
-            data = archive.read(f"{root}/data.pkl")
+            info = archive.getinfo(f"{root}/data.pkl")
         except KeyError:
             raise ValueError(f"{path.name} is a TorchScript archive without data.pkl; it is corrupt") from None
+        if info.file_size > MAX_TORCHSCRIPT_PICKLE_BYTES:
+            raise ValueError(f"{path.name}: data.pkl unpacks to {info.file_size} bytes (a genuine one is a few MB); "
+                             f"it is not a genuine TorchScript file")
+        data = archive.read(info)
         try:
             obj = _TorchScriptUnpickler(io.BytesIO(data), archive, root).load()
-        except (pickle.UnpicklingError, ValueError):
+        except pickle.UnpicklingError:
             raise
+        except ValueError as e:
+            raise ValueError(f"{path.name}: {e}") from None
         except Exception as e:
             raise ValueError(f"{path.name}: could not read the TorchScript tensors ({type(e).__name__}: {e})") \
                 from None

@@ -6,6 +6,7 @@ A converted file stores its kind and `config.to_dict()` as JSON metadata; `confi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -13,7 +14,128 @@ from torch import nn
 
 from .hypernetwork import VARIANTS, HyperNetConfig
 from .networks import HyperStyleModel, InputSpec, ReStyleE4EModel, WEncoderModel
-from .stylegan2 import Generator, GeneratorConfig
+from .stylegan2 import CHANNELS_BASE, Generator, GeneratorConfig
+
+# What the architecture supports. A stored config outside these bounds is refused before anything is built: the
+# values come from file metadata, and e.g. n_mlp=3000000 would otherwise build modules until memory runs out.
+MIN_SIZE, MAX_SIZE = 8, max(CHANNELS_BASE)      # CHANNELS_BASE has channel widths up to 1024 px
+MAX_STYLE_DIM = 4096                            # official models use 512
+MAX_N_MLP = 32                                  # official 8
+MAX_CHANNEL_MULTIPLIER = 8                      # config-f uses 2
+MAX_CHANNEL_DIVISOR = 64                        # tiny test models; the encoders' 64-channel stems allow no more
+MAX_INPUT_NC = 64                               # official 6 (image + reconstruction)
+MAX_INPUT_SIDE = 4096                           # encoder input height / width; official 256 (cars 192x256)
+MAX_N_LATENT = 2 * int(math.log2(MAX_SIZE)) - 2               # W+ entries of the largest generator (18)
+MAX_MODULATED_LAYERS = 3 * int(math.log2(MAX_SIZE)) - 4       # official delta indices of the largest one (26)
+_BLUR_TAPS = 4                                  # rosinality's kernel (1, 3, 3, 1); padding math assumes 4 taps
+_MAX_TEXT = 200                                 # dataset_type and the like
+
+
+# ----------------------------------------------------------------------------------------------- field validation
+
+_REQUIRED = object()     # marks a field without a default
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _field(d: Mapping[str, Any], key: str, where: str, default: Any) -> Any:
+    if key in d:
+        return d[key]
+    if default is _REQUIRED:
+        raise ValueError(f"{where} lacks the field '{key}'")
+    return default
+
+
+def _int(d: Mapping[str, Any], key: str, where: str, lo: int, hi: int, default: Any = _REQUIRED) -> int:
+    return _int_value(_field(d, key, where, default), f"{where}.{key}", lo, hi)
+
+
+def _int_value(value: Any, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} must be an integer, got {_show(value)}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{where} is {value}; supported values are {lo} to {hi}")
+    return value
+
+
+def _power_of_two(d: Mapping[str, Any], key: str, where: str, lo: int, hi: int, default: Any = _REQUIRED) -> int:
+    value = _int(d, key, where, lo, hi, default)
+    if value & (value - 1):
+        raise ValueError(f"{where}.{key} is {value}; it must be a power of two from {lo} to {hi}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {_show(value)}")
+    return value
+
+
+def _list(value: Any, where: str, lengths: range) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{where} must be a list, got {_show(value)}")
+    if len(value) not in lengths:
+        raise ValueError(f"{where} has {len(value)} entries; expected {lengths.start} to {lengths.stop - 1}")
+    return list(value)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def generator_config_from_dict(d: Any, where: str = "generator") -> GeneratorConfig:
+    """A GeneratorConfig from its stored dict, every field checked (type, range, supported sizes).
+
+    Raises:
+        ValueError naming the field (e.g. "generator.size is 2048; supported values are 8 to 1024").
+    """
+    d = _mapping(d, where)
+    size = _power_of_two(d, "size", where, MIN_SIZE, MAX_SIZE)
+    kernel = _list(_field(d, "blur_kernel", where, [1, 3, 3, 1]), f"{where}.blur_kernel",
+                   range(_BLUR_TAPS, _BLUR_TAPS + 1))
+    for i, tap in enumerate(kernel):
+        if _number(tap, f"{where}.blur_kernel[{i}]") < 0:
+            raise ValueError(f"{where}.blur_kernel[{i}] is {tap}; blur taps must be >= 0")
+    if sum(kernel) <= 0:
+        raise ValueError(f"{where}.blur_kernel {kernel} sums to {sum(kernel)}; it must sum to more than 0")
+    lr_mlp = _number(_field(d, "lr_mlp", where, 0.01), f"{where}.lr_mlp")
+    if lr_mlp <= 0:
+        raise ValueError(f"{where}.lr_mlp is {lr_mlp}; it must be > 0")
+    crop = _field(d, "output_crop", where, None)
+    if crop:
+        crop = _list(crop, f"{where}.output_crop", range(2, 3))
+        top, bottom = (_int_value(r, f"{where}.output_crop[{i}]", 0, size) for i, r in enumerate(crop))
+        if top >= bottom:
+            raise ValueError(f"{where}.output_crop {crop} keeps no rows; expected [top, bottom] with top < bottom")
+        crop = (top, bottom)
+    return GeneratorConfig(size=size, style_dim=_int(d, "style_dim", where, 1, MAX_STYLE_DIM, 512),
+                           n_mlp=_int(d, "n_mlp", where, 1, MAX_N_MLP, 8),
+                           channel_multiplier=_int(d, "channel_multiplier", where, 1, MAX_CHANNEL_MULTIPLIER, 2),
+                           lr_mlp=lr_mlp, blur_kernel=tuple(kernel), output_crop=crop or None,
+                           channel_divisor=_power_of_two(d, "channel_divisor", where, 1, MAX_CHANNEL_DIVISOR, 1))
+
+
+def input_spec_from_dict(d: Any, where: str = "input") -> InputSpec:
+    """An InputSpec from its stored dict, every field checked."""
+    d = _mapping(d, where)
+    dataset_type = _field(d, "dataset_type", where, _REQUIRED)
+    if not isinstance(dataset_type, str) or len(dataset_type) > _MAX_TEXT:
+        raise ValueError(f"{where}.dataset_type must be a short string, got {_show(dataset_type)}")
+    return InputSpec(_int(d, "height", where, 1, MAX_INPUT_SIDE), _int(d, "width", where, 1, MAX_INPUT_SIDE),
+                     dataset_type)
+
+
+def _layers_to_tune(value: Any, where: str) -> tuple[int, ...]:
+    items = _list(value, where, range(0, MAX_MODULATED_LAYERS + 1))
+    layers = tuple(_int_value(v, f"{where}[{i}]", 0, MAX_MODULATED_LAYERS - 1) for i, v in enumerate(items))
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"{where} lists a layer twice: {list(layers)}")
+    return layers
 
 
 @dataclass(frozen=True)
@@ -27,7 +149,7 @@ class StyleGAN2Config:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StyleGAN2Config":
-        return cls(GeneratorConfig.from_json_dict(d["generator"]))
+        return cls(generator_config_from_dict(_field(d, "generator", "config", _REQUIRED)))
 
     def build(self) -> Generator:
         return Generator(self.generator)
@@ -49,11 +171,13 @@ class HyperStyleConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "HyperStyleConfig":
-        variant = d.get("variant", "shared")
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown hypernetwork variant {variant!r}")
-        return cls(GeneratorConfig.from_json_dict(d["generator"]), tuple(int(i) for i in d["layers_to_tune"]),
-                   variant, int(d.get("input_nc", 6)), InputSpec.from_json_dict(d["input"]))
+        variant = _field(d, "variant", "config", "shared")
+        if not isinstance(variant, str) or variant not in VARIANTS:
+            raise ValueError(f"config.variant is {_show(variant)}; known hypernetwork variants: {', '.join(VARIANTS)}")
+        return cls(generator_config_from_dict(_field(d, "generator", "config", _REQUIRED)),
+                   _layers_to_tune(_field(d, "layers_to_tune", "config", _REQUIRED), "config.layers_to_tune"),
+                   variant, _int(d, "input_nc", "config", 1, MAX_INPUT_NC, 6),
+                   input_spec_from_dict(_field(d, "input", "config", _REQUIRED)))
 
     def build(self) -> HyperStyleModel:
         return HyperStyleModel(HyperNetConfig(self.generator, self.layers_to_tune, self.variant, self.input_nc),
@@ -72,7 +196,8 @@ class WEncoderConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "WEncoderConfig":
-        return cls(GeneratorConfig.from_json_dict(d["generator"]), InputSpec.from_json_dict(d["input"]))
+        return cls(generator_config_from_dict(_field(d, "generator", "config", _REQUIRED)),
+                   input_spec_from_dict(_field(d, "input", "config", _REQUIRED)))
 
     def build(self) -> WEncoderModel:
         return WEncoderModel(self.generator, self.input)
@@ -92,8 +217,9 @@ class ReStyleE4EConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ReStyleE4EConfig":
-        return cls(GeneratorConfig.from_json_dict(d["generator"]), InputSpec.from_json_dict(d["input"]),
-                   int(d.get("input_nc", 6)))
+        return cls(generator_config_from_dict(_field(d, "generator", "config", _REQUIRED)),
+                   input_spec_from_dict(_field(d, "input", "config", _REQUIRED)),
+                   _int(d, "input_nc", "config", 1, MAX_INPUT_NC, 6))
 
     def build(self) -> ReStyleE4EModel:
         return ReStyleE4EModel(self.generator, self.input, self.input_nc)
@@ -105,10 +231,15 @@ MODEL_CONFIGS: dict[str, type] = {c.kind: c for c in (HyperStyleConfig, WEncoder
 
 
 def config_from_dict(kind: str, d: Mapping[str, Any]) -> ModelConfig:
-    """The typed config of `kind` from its stored dict. Raises ValueError for an unknown kind."""
-    if kind not in MODEL_CONFIGS:
+    """The typed config of `kind` from its stored dict, every field validated before anything is built.
+
+    Raises:
+        ValueError for an unknown kind, a missing field, a wrong type or a value the architecture does not support
+        (the message names the field).
+    """
+    if not isinstance(kind, str) or kind not in MODEL_CONFIGS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_CONFIGS)}")
-    return MODEL_CONFIGS[kind].from_dict(d)
+    return MODEL_CONFIGS[kind].from_dict(_mapping(d, "config"))
 
 
 def config_of(model: nn.Module) -> ModelConfig:

@@ -49,10 +49,6 @@ class InputSpec:
     def to_json_dict(self) -> dict:
         return {"height": self.height, "width": self.width, "dataset_type": self.dataset_type}
 
-    @classmethod
-    def from_json_dict(cls, d: dict) -> "InputSpec":
-        return cls(int(d["height"]), int(d["width"]), str(d["dataset_type"]))
-
 
 def cars_input_spec(dataset_type: str) -> InputSpec:
     return InputSpec(192, 256, dataset_type) if "cars" in dataset_type else InputSpec(256, 256, dataset_type)

@@ -55,14 +55,6 @@ class GeneratorConfig:
                 "output_crop": list(self.output_crop) if self.output_crop else None,
                 "channel_divisor": self.channel_divisor}
 
-    @classmethod
-    def from_json_dict(cls, d: Mapping) -> "GeneratorConfig":
-        return cls(size=int(d["size"]), style_dim=int(d.get("style_dim", 512)), n_mlp=int(d.get("n_mlp", 8)),
-                   channel_multiplier=int(d.get("channel_multiplier", 2)), lr_mlp=float(d.get("lr_mlp", 0.01)),
-                   blur_kernel=tuple(d.get("blur_kernel", (1, 3, 3, 1))),
-                   output_crop=tuple(d["output_crop"]) if d.get("output_crop") else None,
-                   channel_divisor=int(d.get("channel_divisor", 1)))
-
 
 def modulated_layer_table(config: GeneratorConfig) -> list[tuple[str, int, int, int]]:
     """(name, out, in, k) of every modulated conv in official delta-index order.

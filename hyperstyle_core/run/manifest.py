@@ -1,11 +1,14 @@
 """The run's records in the output folder: the append-only manifest, the folder lock and the summary.
 
 Every input file gets a line in `OUTPUT/manifest.jsonl` after its outputs are complete; the last line per file
-wins. `output_lock` keeps a second run out of the folder while one is writing.
+wins. `output_lock` keeps a second run out of the folder while one is writing. Records are valid JSON text: file
+names are written with `escape_undecodable` (bad\\xff.png), and `record_key` gives the name a file is recorded
+under. A folder that cannot be written (permissions, read-only, full disk) raises `OutputFolderError`.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ..io.folders import escape_undecodable
 from .options import LOCK_NAME
 
 try:
@@ -20,54 +24,122 @@ try:
 except ImportError:
     fcntl = None
 
-__all__ = ["read_manifest", "Manifest", "output_lock", "RunSummary"]
+__all__ = ["read_manifest", "record_key", "valid_text", "Manifest", "output_lock", "RunSummary", "OutputFolderError",
+           "output_folder_error", "FOLDER_ERRNOS"]
 
 log = logging.getLogger(__name__)
 
+# Write failures that are about the output folder, not about one input: every later file would fail the same way.
+FOLDER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+_HINTS = {errno.ENOSPC: "the disk is full; free some space or choose another output folder",
+          errno.EDQUOT: "the disk quota is used up; free some space or choose another output folder",
+          errno.EROFS: "it is on a read-only file system; choose another output folder",
+          errno.EACCES: "permission denied; choose a folder you can write to",
+          errno.EPERM: "permission denied; choose a folder you can write to",
+          errno.ENOTDIR: "a part of its path is a file, not a folder; choose another output folder",
+          errno.EEXIST: "something that is not a folder is in its path; choose another output folder"}
+
+
+class OutputFolderError(ValueError):
+    """The output folder cannot be written (permissions, read-only, full disk, a file in its path): a problem of
+    the setup, not of an input, so the run stops (the CLI exits with 2). Finished files keep their records."""
+
+
+def output_folder_error(folder: Path, doing: str, e: OSError) -> OutputFolderError:
+    """OutputFolderError for `e`, raised while `doing` something in the output folder `folder`."""
+    hint = _HINTS.get(e.errno, f"{e.strerror or e}; check the output folder")
+    return OutputFolderError(f"cannot write to the output folder {escape_undecodable(str(folder))} ({doing}): {hint}")
+
+
+def record_key(key: str) -> str:
+    """The name an input file is recorded under in the manifest (its key as valid text)."""
+    return escape_undecodable(key)
+
+
+def valid_text(value: object) -> object:
+    """`value` with every string (keys too) valid text: names with undecodable bytes cannot be written as UTF-8."""
+    if isinstance(value, str):
+        return escape_undecodable(value)
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [valid_text(v) for v in value]
+    return value
+
 
 def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
-    """Last record per file of a manifest (lines that do not parse, e.g. a torn last line, are ignored)."""
+    """Last record per file of a manifest. Lines that do not parse (a torn last line, anything planted) are
+    ignored: the manifest is data, and its `out` names are checked again before use (`run.naming`)."""
     path = Path(path)
     last: dict[str, dict] = {}
-    if not path.exists():
+    if not path.is_file():
         return last
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):    # bad JSON, a 5000-digit number, [[[[... nested too deep
                 continue
             if isinstance(record, dict) and isinstance(record.get("file"), str):
                 last[record["file"]] = record
     return last
 
 
+def _open_no_follow(path: Path, flags: int) -> int:
+    """os.open(path, flags | O_CREAT) that refuses a symbolic link: a link planted in the output folder would
+    otherwise send our appends to wherever it points."""
+    try:
+        return os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise OSError(e.errno, f"{path.name} is a symbolic link; remove it (the run writes only real files in "
+                                   f"its output folder)") from None
+        raise
+
+
 class Manifest:
-    """Append-only JSONL; every line is flushed and fsynced before the next file starts."""
+    """Append-only JSONL; every line is flushed and fsynced before the next file starts. Write failures raise
+    OutputFolderError."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._file = open(path, "a+b")
-        self._file.seek(0, os.SEEK_END)
-        if self._file.tell():
-            self._file.seek(-1, os.SEEK_END)
-            if self._file.read(1) != b"\n":     # a torn line from a killed run: start on a fresh line
-                self._file.write(b"\n")
-        self._file.seek(0, os.SEEK_END)
+        self._broken = False
+        try:
+            self._file = os.fdopen(_open_no_follow(path, os.O_RDWR | os.O_APPEND), "a+b")
+            self._file.seek(0, os.SEEK_END)
+            if self._file.tell():
+                self._file.seek(-1, os.SEEK_END)
+                if self._file.read(1) != b"\n":     # a torn line from a killed run: start on a fresh line
+                    self._file.write(b"\n")
+            self._file.seek(0, os.SEEK_END)
+        except OSError as e:
+            raise output_folder_error(path.parent, f"opening {path.name}", e) from None
 
     def append(self, record: dict) -> None:
-        self._file.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write((json.dumps(valid_text(record), ensure_ascii=False) + "\n").encode("utf-8"))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            self._broken = True
+            raise output_folder_error(self.path.parent, f"writing {self.path.name}", e) from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:
+            if not self._broken:    # after a failed append the error is already on its way up
+                raise output_folder_error(self.path.parent, f"closing {self.path.name}", e) from None
 
 
 @contextlib.contextmanager
 def output_lock(folder: Path) -> Iterator[None]:
-    """Exclusive lock on the output folder (released by the OS even on kill -9); then remove stale temp files."""
-    handle = open(folder / LOCK_NAME, "a")
+    """Exclusive lock on the output folder (released by the OS even on kill -9); then remove stale temp files.
+    Raises OutputFolderError when the folder cannot be written."""
+    try:
+        handle = os.fdopen(_open_no_follow(folder / LOCK_NAME, os.O_WRONLY | os.O_APPEND), "a")
+    except OSError as e:
+        raise output_folder_error(folder, f"creating {LOCK_NAME}", e) from None
     try:
         if fcntl is not None:
             try:
@@ -76,8 +148,11 @@ def output_lock(folder: Path) -> Iterator[None]:
                 raise ValueError(f"another hyperstyle run is writing to {folder}; wait for it to finish or choose "
                                  f"another output folder") from None
         stale = [p for p in folder.glob(".*.partial") if p.is_file()]
-        for p in stale:     # left by a killed run (atomic_path's temp files); safe under the lock
-            p.unlink()
+        try:
+            for p in stale:     # left by a killed run (atomic_path's temp files); safe under the lock
+                p.unlink()
+        except OSError as e:
+            raise output_folder_error(folder, "removing unfinished temp files", e) from None
         if stale:
             log.info("removed %d unfinished temp file(s) of an interrupted run", len(stale))
         yield

@@ -4,17 +4,33 @@ Output names: `<out>_aligned.png`, `<out>_alignment.json`, `<out>_inversion.png`
 `<out>_<edit>.png`, `<out>_<edit>_pasted.png`, `<out>_<transfer>.png`, `<out>_latent.safetensors`,
 `<out>_deltas.safetensors`, where `<out>` is the input's stem. Inputs whose stems clash (a.jpg and a.png, or
 A.jpg and a.jpg on a case-insensitive disk) are all named `<stem>_<extension>` (a_jpg, a_png), then a counter;
-a name recorded by an earlier run is kept.
+a name recorded by an earlier run is kept if it is a plain name (`is_plain_name`: the manifest is data, and a
+recorded `../x` or `/x` must not move outputs out of the output folder). Undecodable bytes of an input name
+become `_xNN` in its outputs' names (bad\\xff.png -> bad_xff_inversion.png), so every output name is valid text.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePath
 from typing import Iterator, Sequence
 
-from ..io.folders import LATENT_SUFFIX, InputFile
+from ..io.folders import LATENT_SUFFIX, InputFile, escape_undecodable
 from .options import RunOptions, edit_labels, transfer_label
 
-__all__ = ["output_names", "transfer_label", "assign_output_stems", "unique_stems", "named_png_files"]
+__all__ = ["output_names", "transfer_label", "assign_output_stems", "unique_stems", "named_png_files",
+           "is_plain_name"]
+
+_SEPARATORS = {"/", "\\"} if os.name == "nt" else {"/"}
+
+
+def is_plain_name(name: object) -> bool:
+    """Whether `name` can only name a file directly inside a folder: valid non-empty text, no folder separator,
+    drive or NUL, not "." or "..". Output names read back from a manifest are used only if they are."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "\0" in name:
+        return False
+    if any(sep in name for sep in _SEPARATORS) or PurePath(name).name != name or PurePath(name).anchor:
+        return False
+    return escape_undecodable(name) == name
 
 
 def output_names(out: str, options: RunOptions, latent_input: bool = False) -> list[str]:
@@ -46,7 +62,13 @@ def output_names(out: str, options: RunOptions, latent_input: bool = False) -> l
 
 def _stem_of(item: InputFile) -> str:
     name = item.path.name
-    return name[:-len(LATENT_SUFFIX)] if item.is_latent else Path(name).stem
+    return _text_stem(name[:-len(LATENT_SUFFIX)] if item.is_latent else Path(name).stem)
+
+
+def _text_stem(stem: str) -> str:
+    """Undecodable bytes (lone surrogates) -> _xNN: output names, and the manifest naming them, stay valid text."""
+    escaped = escape_undecodable(stem)
+    return stem if escaped == stem else escaped.replace("\\", "_")
 
 
 def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
@@ -54,7 +76,8 @@ def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
     """Deterministic `<out>` name per input key, such that no two inputs write the same file.
 
     Unique stems are kept; clashing stems (a.jpg / a.png, case-insensitively) become `<stem>_<ext>`, then get a
-    counter. Names in `previous` (key -> out from the manifest) are claimed first so re-runs keep their names.
+    counter. Names in `previous` (key -> out from the manifest) are claimed first so re-runs keep their names;
+    recorded names that are not plain names (`is_plain_name`) are ignored.
     """
     previous = previous or {}
     claimed: set[str] = set()
@@ -71,7 +94,7 @@ def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
     clashing = _clashing_stems([_stem_of(item) for item in items])
     for item in items:
         out = previous.get(item.key)
-        if out and fits(item, out):
+        if is_plain_name(out) and fits(item, out):
             claim(item, out)
     for item in items:
         if item.key not in result:
@@ -105,11 +128,12 @@ def _name_candidates(stem: str, suffix: str, clashing: set[str]) -> Iterator[str
 def unique_stems(names: Sequence[str]) -> list[str]:
     """File names -> distinct stems by the rule `run_folder` uses: a.jpg, a.png, b.jpg -> a_jpg, a_png, b."""
     paths = [Path(Path(n).name) for n in names]
-    clashing = _clashing_stems([p.stem for p in paths])
+    stems = [_text_stem(p.stem) for p in paths]
+    clashing = _clashing_stems(stems)
     taken: set[str] = set()
     out = []
-    for p in paths:
-        stem = next(c for c in _name_candidates(p.stem, p.suffix, clashing) if c.lower() not in taken)
+    for p, stem in zip(paths, stems):
+        stem = next(c for c in _name_candidates(stem, p.suffix, clashing) if c.lower() not in taken)
         taken.add(stem.lower())
         out.append(stem)
     return out

@@ -14,13 +14,18 @@ Statuses:
     skipped  the file is not processed because of what it is: not an image type (by extension), no face found,
              smaller than 64 px or above the pixel limit. Re-running does not look at it again while its size and
              modification time (and the alignment setting) stay the same.
-    error    reading or processing failed: empty, truncated, undecodable, unreadable, a model error. Re-running
-             retries it (a file still being copied looks truncated) and appends a new line.
+    error    reading or processing failed: empty, truncated, undecodable, unreadable, NaN or infinite values in
+             the input (non_finite) or in what the models made of it (non_finite_output), a model error.
+             Re-running retries it (a file still being copied looks truncated) and appends a new line.
 
 Resume: the manifest is append-only and the last line per file wins. A file is done when its last line is `ok`,
 the file is unchanged (size, mtime) and every output the current options ask for exists; done files get no new
 line. A run killed at any point leaves no partial outputs (stray temp files are removed by the next run) and at
-most one file whose outputs exist without an `ok` line; that file is processed again.
+most one file whose outputs exist without an `ok` line; that file is processed again. Records are data: an `out`
+name that is not a plain file name is ignored, and unreadable lines are skipped.
+
+File names are recorded as valid text (an undecodable byte as \\xNN, see `run.manifest`). An output folder that
+cannot be written (permissions, read-only, disk full) stops the run with `OutputFolderError` (a ValueError).
 
 Output names: see `run.naming`. The run is split into run.options (RunOptions, edits), io.folders (the inputs),
 run.naming (output names), run.manifest (manifest, lock, summary), run.models (loading) and run.steps (per-file
@@ -41,9 +46,10 @@ from tqdm import tqdm
 
 from ..face.alignment import detect_faces     # dlib itself is imported on first use (optional until then)
 from ..io.files import atomic_path
-from ..io.folders import InputFile, collect_inputs
+from ..io.folders import InputFile, collect_inputs, printable
 from ..io.images import MIN_IMAGE_SIDE
-from .manifest import Manifest, RunSummary, output_lock, read_manifest
+from .manifest import (FOLDER_ERRNOS, Manifest, RunSummary, output_folder_error, output_lock, read_manifest,
+                       record_key, valid_text)
 from .models import RunModels
 from .naming import assign_output_stems, output_names
 from .options import MANIFEST_NAME, SUMMARY_NAME, RunOptions
@@ -73,7 +79,8 @@ def run_folder(inputs: Sequence[str | os.PathLike] | str | os.PathLike, output: 
         RunSummary of this call (also written to OUTPUT/summary.json).
     Raises:
         ValueError / FileNotFoundError for problems with the options, models or folders (before any file is
-        processed); problems with single files never raise, they are recorded.
+        processed); OutputFolderError (a ValueError) when the output folder cannot be written, at any point;
+        problems with single files never raise, they are recorded.
     """
     options = options or RunOptions()
     options.check()
@@ -83,7 +90,10 @@ def run_folder(inputs: Sequence[str | os.PathLike] | str | os.PathLike, output: 
     if output.exists() and not output.is_dir():
         raise ValueError(f"output {output} is a file; give a folder")
     items = collect_inputs(inputs, options.pattern, [output] if output.exists() else [], options.read_latents)
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_folder_error(output, "creating it", e) from None
     with output_lock(output):
         return FolderRunner(items, output, options, progress, on_record).run()
 
@@ -104,15 +114,16 @@ class FolderRunner:
     def _plan(self) -> list[tuple[InputFile, str, os.stat_result | None]]:
         """(input, output name, stat) of every file that needs work; counts the finished and skipped ones."""
         previous = {} if self.options.force else read_manifest(self.output / MANIFEST_NAME)
-        outs = assign_output_stems(self.items, self.options,
-                                   {k: r["out"] for k, r in previous.items() if isinstance(r.get("out"), str)})
+        last_of = {item.key: previous.get(record_key(item.key)) for item in self.items}
+        outs = assign_output_stems(self.items, self.options,     # recorded names are checked there
+                                   {k: r.get("out") for k, r in last_of.items() if r is not None})
         pending = []
         for item in self.items:
             try:
                 st = item.path.stat()
             except OSError:
                 st = None
-            last = previous.get(item.key)
+            last = last_of[item.key]
             if last and st is not None and last.get("size") == st.st_size and last.get("mtime_ns") == st.st_mtime_ns:
                 if last.get("status") == "ok" and last.get("out") == outs[item.key] and all(
                         (self.output / n).exists() for n in output_names(outs[item.key], self.options, item.is_latent)):
@@ -160,8 +171,11 @@ class FolderRunner:
             manifest.close()
             if bar is not None:
                 bar.close()
-        with atomic_path(self.output / SUMMARY_NAME) as tmp:
-            tmp.write_text(json.dumps({"run": self.run_id, **self.summary.to_dict()}, indent=1) + "\n")
+        try:
+            with atomic_path(self.output / SUMMARY_NAME) as tmp:
+                tmp.write_text(json.dumps({"run": self.run_id, **self.summary.to_dict()}, indent=1) + "\n")
+        except OSError as e:
+            raise output_folder_error(self.output, f"writing {SUMMARY_NAME}", e) from None
         return self.summary
 
     def _default_batch_size(self) -> int:
@@ -189,13 +203,14 @@ class FolderRunner:
         record["timings"] = {k: round(v, 4) for k, v in item.timings.items()}
         record["time"] = _now()
         record["run"] = self.run_id
+        record = valid_text(record)     # as written: names with undecodable bytes spelled \xNN
         self._manifest.append(record)
         s = self.summary
         setattr(s, status, getattr(s, status) + 1)
         if code:
             s.codes[code] = s.codes.get(code, 0) + 1
         if status != "ok":
-            log.debug("%s %s: %s", status, item.file.key, reason)
+            log.debug("%s %s: %s", status, printable(item.file.key), printable(str(reason)))
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix(ok=s.ok, skipped=s.skipped, errors=s.error, refresh=False)
@@ -215,7 +230,7 @@ class FolderRunner:
         except Skip as s:
             self._record(item, s.status, s.code, s.reason)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the folder
-            log.debug("preparing %s failed", item.file.key, exc_info=True)
+            log.debug("preparing %s failed", printable(item.file.key), exc_info=True)
             self._record(item, "error", "failed", f"{type(e).__name__}: {e}")
         return None
 
@@ -228,7 +243,7 @@ class FolderRunner:
                 for item in batch:
                     self._process([item])
                 return
-            log.debug("processing %s failed", batch[0].file.key, exc_info=True)
+            log.debug("processing %s failed", printable(batch[0].file.key), exc_info=True)
             self._record(batch[0], "error", "failed", f"{type(e).__name__}: {e}")
             return
         for i, item in enumerate(batch):
@@ -236,8 +251,18 @@ class FolderRunner:
                 t = time.perf_counter()
                 written = write_outputs(item, i, rendered, self.options, self.output)
                 item.timings["write"] = time.perf_counter() - t
+            except Skip as s:       # NaN or infinite outputs: nothing was written
+                self._record(item, s.status, s.code, s.reason)
+                continue
+            except OSError as e:
+                if e.errno in FOLDER_ERRNOS:    # disk full, read-only: every later file would fail the same way
+                    raise output_folder_error(self.output, f"writing the outputs of {printable(item.file.key)}",
+                                              e) from None
+                log.debug("writing %s failed", printable(item.file.key), exc_info=True)
+                self._record(item, "error", "write_failed", f"{type(e).__name__}: {e}")
+                continue
             except Exception as e:  # noqa: BLE001
-                log.debug("writing %s failed", item.file.key, exc_info=True)
+                log.debug("writing %s failed", printable(item.file.key), exc_info=True)
                 self._record(item, "error", "write_failed", f"{type(e).__name__}: {e}")
                 continue
             self._record(item, "ok", outputs=written)

@@ -1,5 +1,6 @@
 """The per-file steps of a folder run: read and align a photo (or read a saved latent), run the models on a batch,
-write the outputs. `run.runner` strings them together and records the results."""
+write the outputs. `run.runner` strings them together and records the results. NaN or infinite values, read or
+made by the models, make that file an error (nothing of it is written)."""
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ from ..io.files import atomic_path
 from ..io.folders import IMAGE_SUFFIXES, LATENT_SUFFIX, InputFile
 from ..io.images import MIN_IMAGE_SIDE, ImageReadError, pil_to_input, read_rgb, tensor_to_pil, to_unit_range
 from ..io.latents import load_latent_file, save_latent
+from .manifest import record_key
 from .models import RunModels
-from .naming import output_names
+from .naming import is_plain_name, output_names
 from .options import SKIP_CODES, RunOptions, edit_labels
 
 __all__ = ["WorkItem", "Skip", "read_image", "read_latent", "render", "write_outputs"]
@@ -103,6 +105,8 @@ def read_latent(item: WorkItem, opts: RunOptions) -> None:
         tensors = load_latent_file(path)
     except (ValueError, FileNotFoundError) as e:
         raise Skip("error", "bad_latent", str(e)) from None
+    _refuse_non_finite(path.name, "input", {name: t for name, t in tensors.items()
+                                            if name in ("latent", "restyle_latent")})
     item.latent = tensors["latent"]
     if "restyle_latent" in tensors:
         item.restyle_latent = tensors["restyle_latent"]
@@ -114,6 +118,7 @@ def read_latent(item: WorkItem, opts: RunOptions) -> None:
         item.deltas = WeightDeltas.load(deltas_path)
     except (ValueError, FileNotFoundError) as e:
         raise Skip("error", "bad_latent", str(e)) from None
+    _refuse_non_finite(path.name, "input", {deltas_path.name: list(item.deltas.values())})
     if item.deltas.batch_size != item.latent.shape[0]:
         raise Skip("error", "bad_latent", f"{path.name} holds {item.latent.shape[0]} latents but its deltas "
                                           f"{item.deltas.batch_size}")
@@ -122,6 +127,22 @@ def read_latent(item: WorkItem, opts: RunOptions) -> None:
         raise Skip("error", "no_restyle_latent",
                    f"{path.name} has no ReStyle-e4e latent (it is written by `run --transfer`); pass "
                    f"--transfer-latent w to use its W-encoder latent instead")
+
+
+def _refuse_non_finite(name: str, what: str, tensors: dict[str, torch.Tensor | list[torch.Tensor]]) -> None:
+    """Skip("error", "non_finite[_output]") naming the tensors (or groups of them) of `name` that hold NaN or
+    infinite values; `what` is "input" or "output"."""
+    def finite(t: torch.Tensor) -> bool:
+        return not t.is_floating_point() or bool(torch.isfinite(t).all())
+    bad = [key for key, ts in tensors.items() if not all(finite(t) for t in (ts if isinstance(ts, list) else [ts]))]
+    if not bad:
+        return
+    if what == "input":
+        raise Skip("error", "non_finite", f"{name} holds NaN or infinite values ({', '.join(bad)}); it cannot be "
+                                          f"rendered. Write it again from the photo")
+    raise Skip("error", "non_finite_output",
+               f"the models produced NaN or infinite values for {name} ({', '.join(bad)}); nothing was written. "
+               f"With --dtype float16 or bfloat16, run it again in float32")
 
 
 # ------------------------------------------------------------------ stage 2: models, then write
@@ -164,10 +185,28 @@ def render(batch: list[WorkItem], opts: RunOptions, models: RunModels | None) ->
     return out
 
 
+def _row_tensors(rendered: dict, i: int) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """Row `i` of every tensor in `rendered` (images, latents, deltas), named for messages."""
+    rows = {}
+    for key in ("final", "latent", "restyle_latent"):
+        if rendered.get(key) is not None:
+            rows["inversion" if key == "final" else key] = rendered[key][i]
+    for group in ("edits", "transfers"):
+        rows.update({label: images[i] for label, images in rendered.get(group, {}).items()})
+    if rendered.get("deltas") is not None:
+        rows["deltas"] = [t[i] for t in rendered["deltas"].values()]
+    return rows
+
+
 def write_outputs(item: WorkItem, i: int, rendered: dict, opts: RunOptions, output: Path) -> list[str]:
     """Write every output of `item` (row `i` of the batch's `rendered`) into `output`, each atomically; returns
-    the names written."""
+    the names written. Raises Skip (before writing anything) when its row holds NaN or infinite values."""
     out, p = item.out, opts.products
+    expected = output_names(out, opts, item.file.is_latent)
+    if not all(is_plain_name(n) for n in expected):   # naming guarantees it; outputs never leave `output`
+        raise RuntimeError(f"output names {expected} are not plain file names")
+    _refuse_non_finite(item.file.path.name, "output", _row_tensors(rendered, i))
+    source = {"source_image": record_key(item.file.key)}
     written: list[str] = []
 
     def save_png(name: str, image) -> None:
@@ -187,7 +226,7 @@ def write_outputs(item: WorkItem, i: int, rendered: dict, opts: RunOptions, outp
         save_png(f"{out}_aligned.png", item.aligned)
     if not latent_input and opts.align and "alignment" in p:
         with atomic_path(output / f"{out}_alignment.json") as tmp:
-            tmp.write_text(json.dumps({"source_image": item.file.key, **item.info.to_dict()}) + "\n")
+            tmp.write_text(json.dumps({**source, **item.info.to_dict()}) + "\n")
         written.append(f"{out}_alignment.json")
     if "inversion" in p and "final" in rendered:
         save_face(f"{out}_inversion", rendered["final"][i], f"{out}_pasted.png")
@@ -199,13 +238,11 @@ def write_outputs(item: WorkItem, i: int, rendered: dict, opts: RunOptions, outp
         extra = {}
         if rendered.get("restyle_latent") is not None:
             extra["restyle_latent"] = rendered["restyle_latent"][i:i + 1]
-        save_latent(output / f"{out}{LATENT_SUFFIX}", rendered["latent"][i:i + 1], extra,
-                    {"source_image": item.file.key})
+        save_latent(output / f"{out}{LATENT_SUFFIX}", rendered["latent"][i:i + 1], extra, source)
         written.append(f"{out}{LATENT_SUFFIX}")
     if not latent_input and "deltas" in p:
-        rendered["deltas"].index(i).save(output / f"{out}_deltas.safetensors", {"source_image": item.file.key})
+        rendered["deltas"].index(i).save(output / f"{out}_deltas.safetensors", source)
         written.append(f"{out}_deltas.safetensors")
-    expected = output_names(out, opts, latent_input)
     missing = [n for n in expected if n not in written]
     if missing:     # would make the file look unfinished forever; cannot happen unless the code above is wrong
         raise RuntimeError(f"outputs {missing} were not written")

@@ -62,3 +62,32 @@ def test_convert_rejects_garbage(tmp_path, capsys):
     assert main(["convert", str(junk), "--out", str(tmp_path)]) == 1
     assert "safe loader" in capsys.readouterr().err
     assert not (tmp_path / "hyperstyle_ffhq.safetensors").exists()
+
+
+def test_clashing_names_from_several_folders_never_overwrite(tmp_path, capsys):
+    import numpy as np
+
+    from hyperstyle_core.testing import write_tiny_models
+    models = tmp_path / "models"
+    models.mkdir()
+    write_tiny_models(models)
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    d1.mkdir()
+    d2.mkdir()
+    rng = np.random.default_rng(0)
+    for path in (d1 / "a.png", d1 / "a.jpg", d2 / "a.png"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    code = main(["invert", str(d1), str(d2), str(d1 / "a.png"), "--models", str(models), "--out", str(out),
+                 "--iterations", "1", "--device", "cpu"])
+    assert code == 0
+    inversions = sorted(p.name for p in out.glob("*_inversion.png"))
+    assert inversions == ["a_jpg_inversion.png", "a_png_2_inversion.png", "a_png_inversion.png"]
+    assert len({(out / n).read_bytes() for n in inversions}) == 3     # three different results, none overwritten
+    assert len(list(out.glob("*_latent.safetensors"))) == len(list(out.glob("*_deltas.safetensors"))) == 3
+    assert "a.png: " in capsys.readouterr().out     # progress lines name the files
+    # The folder commands (align, edit, transfer, run) name them the same way through the runner.
+    again = tmp_path / "again"
+    assert main(["run", "--input", str(d1), str(d2), "--output", str(again), "--models", str(models), "--device",
+                 "cpu", "--iterations", "1", "--no-align", "--no-save-latents", "--quiet"]) == 0
+    assert sorted(p.name for p in again.glob("*.png")) == inversions

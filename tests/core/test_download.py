@@ -1,19 +1,26 @@
 """`hyperstyle download` against a local HTTP server on 127.0.0.1 serving recipe-built and official files:
-plain download + convert, resumed transfers (Range), corrupted files, 404, a web page instead of the file."""
+plain download + convert, resumed transfers (Range), corrupted files, 404, a web page instead of the file; and
+hostile sources: endless and trickling bodies, redirects to other schemes, a full disk, files that do not convert."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import http.server
 import re
+import shutil
 import socket
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import SHARED
 
 from hyperstyle_core import load, load_direction, read_info
 from hyperstyle_core.cli.main import main
+from hyperstyle_core.io import download as download_module
 from hyperstyle_core.io.download import REGISTRY, DownloadError, download, expand_names
 
 DIRECTIONS = SHARED / "data" / "official" / "editing" / "interfacegan"
@@ -29,6 +36,9 @@ class FileServer(http.server.ThreadingHTTPServer):
         self.drop_after: dict[str, int] = {}      # url path -> bytes sent before the connection is cut (once)
         self.ignore_range: set[str] = set()
         self.html: set[str] = set()
+        self.endless: set[str] = set()            # url paths whose body never ends (no Content-Length)
+        self.trickle: dict[str, int] = {}         # url path -> body length, sent one byte every 50 ms
+        self.redirects: dict[str, str] = {}       # url path -> Location of a 302 answer
         self.requests: list[tuple[str, str | None]] = []
 
     @property
@@ -45,6 +55,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append((self.path, self.headers.get("Range")))
+        if self.path in srv.redirects:
+            self.send_response(302)
+            self.send_header("Location", srv.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path in srv.endless:
+            self._send_endless()
+            return
+        if self.path in srv.trickle:
+            self._send_trickle(srv.trickle[self.path])
+            return
         if self.path in srv.html:
             body = b"<!DOCTYPE html><html><body>Google Drive - Quota exceeded</body></html>"
             self.send_response(200)
@@ -83,6 +105,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(data[start:])
+
+    def _send_endless(self):
+        """Zeros until the client hangs up (stopping at 64 MB so that a client without a limit still ends)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        block = b"\0" * 65536
+        try:
+            for _ in range(1024):
+                self.wfile.write(block)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def _send_trickle(self, length: int):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        try:
+            for _ in range(length):
+                self.wfile.write(b"\0")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
 
 @pytest.fixture()
@@ -220,3 +269,98 @@ def test_registry_and_groups(capsys):
     assert all(e.urls[0].startswith("https://") for e in REGISTRY.values())
     assert main(["download", "--models", "x"]) == 2
     assert main(["download", "age", "smile", "--sha256", "0" * 64]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ hostile sources
+
+def test_endless_body_stops_at_the_size_limit_and_leaves_nothing(server, tmp_path):
+    server.endless.update({"/age.pt", "/files/endless"})
+    models = tmp_path / "models"
+    with pytest.raises(DownloadError, match=r"sent more than 2808 bytes, the size of age\.pt; the download was "
+                                            r"stopped and deleted"):
+        download("age", models, mirror=server.base)      # the registry knows the size: that is the limit
+    with pytest.raises(DownloadError, match=r"sent more than 1000000 bytes, the limit for a file of unknown size "
+                                            r"\(pass --size"):
+        download("endless", models, url=f"{server.base}/files/endless", max_size=1_000_000)
+    server.files["/files/big"] = DIRECTIONS / "smile.pt"
+    with pytest.raises(DownloadError, match=r"offers 2808 bytes, more than the 1000 accepted for a file of unknown "
+                                            r"size; pass --size 2808"):
+        download("big", models, url=f"{server.base}/files/big", max_size=1000)     # refused before reading
+    assert list(models.iterdir()) == []
+
+
+def test_trickling_body_stops_at_the_deadline_and_leaves_nothing(server, tmp_path):
+    server.trickle["/smile.pt"] = 2808      # 140 s at one byte per 50 ms
+    models = tmp_path / "models"
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"did not finish within the deadline of 0\.5 s \(\d+ bytes received\); "
+                                            r"it was stopped and deleted"):
+        download("smile", models, mirror=server.base, deadline=0.5)
+    assert time.monotonic() - started < 20      # not the 140 s the body would take
+    assert list(models.iterdir()) == []
+
+
+def test_addresses_and_redirects_other_than_http_are_refused(server, tmp_path):
+    models = tmp_path / "models"
+    server.redirects["/age.pt"] = "file:///etc/passwd"
+    with pytest.raises(DownloadError, match=r"/age\.pt redirected to 'file:///etc/passwd' is refused: only http:// "
+                                            r"and https:// addresses are downloaded"):
+        download("age", models, mirror=server.base)
+    server.redirects["/smile.pt"] = "ftp://127.0.0.1:9/smile.pt"     # urllib alone would follow this one
+    with pytest.raises(DownloadError, match=r"redirected to 'ftp://127\.0\.0\.1:9/smile\.pt' is refused"):
+        download("smile", models, mirror=server.base, retries=0)
+    for address in ("file:///etc/passwd", "ftp://127.0.0.1:9/x.pt", "data:,hello", "127.0.0.1/x.pt"):
+        with pytest.raises(DownloadError, match=r"download address .* is refused: only http:// and https://"):
+            download("x", models, url=address)
+    with pytest.raises(DownloadError, match=r"download address 'file:///tmp/age\.pt' is refused"):
+        download("age", models, mirror="file:///tmp")
+    with pytest.raises(ValueError, match=r"--size must be a positive number of bytes, got 0"):
+        download("x", models, url=f"{server.base}/x.pt", size=0)
+    assert list(models.iterdir()) == []
+    server.redirects["/pose.pt"] = "/files/pose"        # an http redirect is still followed
+    server.files["/files/pose"] = DIRECTIONS / "pose.pt"
+    target = download("pose", models, mirror=server.base)
+    assert [r for r, _ in server.requests][-2:] == ["/pose.pt", "/files/pose"] and target.exists()
+
+
+DiskUsage = collections.namedtuple("DiskUsage", "total used free")
+
+
+def test_not_enough_free_space_is_refused_before_writing(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(10**9, 10**9 - 1000, 1000))
+    server.files["/age.pt"] = DIRECTIONS / "age.pt"
+    server.files["/files/x"] = DIRECTIONS / "smile.pt"
+    models = tmp_path / "models"
+    with pytest.raises(DownloadError, match=r"age\.pt needs about 5616 bytes of free space in .*models \(the "
+                                            r"download and its converted copy\) but there are only 1000 bytes"):
+        download("age", models, mirror=server.base)
+    assert server.requests == []        # the registry knows the size: refused before asking
+    with pytest.raises(DownloadError, match=r"x\.pt needs about 5616 bytes of free space"):
+        download("x", models, url=f"{server.base}/files/x")      # the size from Content-Length
+    assert list(models.iterdir()) == []
+
+
+def test_checkpoint_that_fails_conversion_never_stays_in_models(server, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.pt"      # reads fine, but its generator lacks style.1 (the converter trips on it)
+    torch.save({"g_ema": {"to_rgbs.0.bias": torch.zeros(1, 3, 1, 1), "style.2.weight": torch.zeros(4, 4)}}, bad)
+    server.files["/toonify.pt"] = bad
+    models = tmp_path / "models"
+    with pytest.raises(DownloadError, match=r"toonify\.pt was downloaded but is not a checkpoint this package reads "
+                                            r"\(.+\); it was deleted"):
+        download("toonify", models, mirror=server.base)
+    assert list(models.iterdir()) == []
+    # --keep-pt: kept, but outside the models folder (where model pickers would list it); the message says where.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    with pytest.raises(DownloadError, match=r"it was moved out of the models folder to .*toonify\.pt\. Check") as info:
+        download("toonify", models, mirror=server.base, keep_source=True)
+    aside = Path(re.search(r"moved out of the models folder to (.+?)\. Check", str(info.value)).group(1))
+    assert aside.read_bytes() == bad.read_bytes() and models not in aside.parents
+    assert list(models.iterdir()) == []
+    # Whatever the converter raises ends the same way, with the error named.
+    def crash(src, out):
+        raise RuntimeError("unexpected layout")
+    monkeypatch.setattr(download_module, "convert", crash)
+    with pytest.raises(DownloadError, match=r"\(RuntimeError: unexpected layout\); it was deleted"):
+        download("toonify", models, mirror=server.base)
+    assert list(models.iterdir()) == []

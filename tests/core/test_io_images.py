@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hyperstyle_core.io.images import fit_to_size, read_image_batch, save_png
+from hyperstyle_core.io.images import ImageReadError, fit_to_size, read_image_batch, read_rgb, save_png
 from hyperstyle_core.run.naming import named_png_files
 
 
@@ -70,3 +70,57 @@ def test_named_png_files():
         named_png_files(["a", "b", "c"], 4)
     with pytest.raises(ValueError, match="must not contain"):
         named_png_files(["a"], 1, "/etc")
+
+
+def test_read_image_batch_takes_memory_only_for_what_it_read(tmp_path, monkeypatch):
+    # One photo and many files that are not: the batch must not be sized by the file count (12 MP + 299 junk
+    # files once asked for 43 GB before reading anything).
+    paths = [_photo(tmp_path / "a.png", (300, 200))]
+    for i in range(40):
+        paths.append(tmp_path / f"junk_{i:02d}.jpg")
+        paths[-1].write_bytes(b"not a picture")
+    requested = []
+    real_empty = torch.empty
+
+    def spy(*size, **kwargs):
+        t = real_empty(*size, **kwargs)
+        requested.append(t.numel())
+        return t
+    monkeypatch.setattr(torch, "empty", spy)
+    batch = read_image_batch(paths)
+    assert batch.names == ["a.png"] and batch.pixels.shape == (1, 200, 300, 3) and len(batch.skipped) == 40
+    assert max(requested) == 200 * 300 * 3
+
+
+def test_read_image_batch_refuses_more_than_max_total_pixels(tmp_path):
+    paths = [_photo(tmp_path / f"p{i}.png", (100, 100)) for i in range(5)]
+    ticks = []
+    with pytest.raises(ValueError, match=r"p2.png would make the batch 3 photos of 100x100 = 0 megapixels, above the "
+                                         r"limit of 0 megapixels for one batch .*; load at most 2 files at a time "
+                                         r"\(cap 2, then skip 2, 4, ...\)"):
+        read_image_batch(paths, max_total_pixels=25_000, on_file=lambda: ticks.append(1))
+    assert len(ticks) == 2     # stopped at the photo that did not fit, before reading the rest
+    assert read_image_batch(paths[:2], max_total_pixels=25_000).pixels.shape == (2, 100, 100, 3)
+    with pytest.raises(ValueError, match=r"p0.png is 100x100 = 0 megapixels, above the limit .* downscale it"):
+        read_image_batch(paths, max_total_pixels=5_000)
+    with pytest.raises(ValueError, match="max_total_pixels must be a positive integer or None, got 0"):
+        read_image_batch(paths, max_total_pixels=0)
+    assert read_image_batch(paths, max_total_pixels=None).pixels.shape[0] == 5
+
+
+def test_read_rgb_refuses_non_finite_float_pixels_and_reports_link_loops(tmp_path):
+    arr = np.linspace(0, 1, 96 * 96, dtype=np.float32).reshape(96, 96)
+    Image.fromarray(arr).save(tmp_path / "fine.tif")
+    assert read_rgb(tmp_path / "fine.tif")[1] == ["float grayscale scaled to 8-bit"]
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        arr[5, 5] = bad
+        Image.fromarray(arr).save(tmp_path / "bad.tif")
+        with pytest.raises(ImageReadError, match="bad.tif holds NaN or infinite pixel values") as info:
+            read_rgb(tmp_path / "bad.tif")
+        assert info.value.code == "non_finite"
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    with pytest.raises(ImageReadError, match=r"loop.png could not be read \(Too many levels of symbolic links\)"):
+        read_rgb(tmp_path / "loop.png")
+    with pytest.raises(FileNotFoundError, match=r"gone.png does not exist \(broken link\)"):
+        (tmp_path / "gone.png").symlink_to("nothing.png")
+        read_rgb(tmp_path / "gone.png")

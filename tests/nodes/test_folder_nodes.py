@@ -1,6 +1,9 @@
 """Load Image Folder and Save Images Named with ComfyUI absent: sizes, names, bad files, cap/skip, errors."""
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +139,37 @@ def test_save_errors(nodes):
         save.execute(torch.rand(1, 8, 8, 3), "a.jpg", "../escape")
     with pytest.raises(ValueError, match="must not contain"):
         save.execute(torch.rand(1, 8, 8, 3), "a.jpg", "x", "/etc")
+
+
+def test_load_folder_leaves_out_link_loops_and_names_that_are_not_text(nodes, tmp_path, caplog):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (100, 80), (200, 10, 10)).save(folder / "a.jpg")
+    (folder / "loop.png").symlink_to("loop.png")
+    Image.new("RGB", (100, 80)).save(folder / "two\nlines.png")     # would become two names in the names output
+    (folder / "\x1b[31mred.png").write_bytes(b"junk")     # an escape sequence must not reach the log raw
+    undecodable = sys.platform.startswith("linux")     # other systems refuse such names
+    if undecodable:
+        Image.new("RGB", (100, 80)).save(folder / os.fsdecode(b"bad\xff.png"))
+    cls = nodes["HyperStyleLoadImageFolder"]
+    images, names = cls().execute(str(folder), "*.jpg;*.png")
+    assert names.splitlines() == ["a.jpg"] + (["bad\\xff.png"] if undecodable else [])
+    assert images.shape == (2 if undecodable else 1, 80, 100, 3)
+    assert "leaving out loop.png: loop.png could not be read (Too many levels of symbolic links)" in caplog.text
+    assert "leaving out \\x1b[31mred.png" in caplog.text and "\x1b" not in caplog.text
+    assert "leaving out two\\nlines.png: its name has a line break; rename the file" in caplog.text
+    changed = cls.IS_CHANGED(str(folder), "*.jpg;*.png")
+    assert isinstance(changed, str) and changed == cls.IS_CHANGED(str(folder), "*.jpg;*.png")
+
+
+def test_load_folder_refuses_a_selection_above_the_batch_limit(nodes, tmp_path, monkeypatch):
+    from hyperstyle_pack.nodes import folder as folder_nodes
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (100, 100)).save(folder / f"p{i}.png")
+    monkeypatch.setattr(folder_nodes, "MAX_BATCH_PIXELS", 25_000)     # the limit, made small
+    with pytest.raises(ValueError, match=r"Load Image Folder: in .*photos, p2.png would make the batch 3 photos of "
+                                         r"100x100 .*load at most 2 files at a time \(cap 2, then skip 2, 4, ...\)"):
+        nodes["HyperStyleLoadImageFolder"]().execute(str(folder), "*.png")
+    assert nodes["HyperStyleLoadImageFolder"]().execute(str(folder), "*.png", cap=2)[0].shape[0] == 2

@@ -8,6 +8,7 @@ embedding differences. `save_channel_directions` / `load_channel_directions` kee
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from safetensors.torch import load_file
 from ...io.formats import read_format_metadata, write_safetensors
 from ...nn.stylegan2 import Generator
 from .clip_model import encode_images
-from .layout import StyleStd, render_style_codes, stats_by_layer, styleclip_edit_layers
+from .layout import StyleStd, read_layer_table, render_style_codes, stats_by_layer, styleclip_edit_layers
 from .stats import compute_s_stats, sample_w
 
 Progress = Callable[[int, int], None]
@@ -143,17 +144,52 @@ def load_channel_directions(path: str | os.PathLike) -> tuple[torch.Tensor, list
         raise FileNotFoundError(f"{path} does not exist; compute channel directions with "
                                 f"compute_channel_directions or use the official fs3.npy")
     if path.suffix.lower() == ".npy":
+        _check_npy_size(path)
         try:
             arr = np.load(path, allow_pickle=False)
         except ValueError as e:
             raise ValueError(f"{path.name} is not a plain numeric .npy ({e})") from None
         if arr.ndim != 2 or arr.dtype.kind != "f":
             raise ValueError(f"{path.name} holds {arr.dtype} {list(arr.shape)}; expected [n_channels, 512] floats")
-        return torch.from_numpy(arr.astype(np.float32)), None
-    meta = read_format_metadata(path, "styleclip_channel_directions",
-                                "write one with save_channel_directions (compute_channel_directions)")
-    layers = [n for n, _ in json.loads(meta["layers"])]
-    return load_file(str(path))["delta_i_c"], layers
+        return _finite_directions(torch.from_numpy(arr.astype(np.float32)), path.name), None
+    hint = "write one with save_channel_directions (compute_channel_directions)"
+    meta = read_format_metadata(path, "styleclip_channel_directions", hint)
+    layers = [n for n, _ in read_layer_table(meta, path.name, hint)]
+    tensors = load_file(str(path))
+    delta_i_c = tensors.get("delta_i_c")
+    if delta_i_c is None or delta_i_c.ndim != 2 or not delta_i_c.is_floating_point():
+        raise ValueError(f"{path.name} has no float tensor 'delta_i_c' [n_channels, D]; {hint}")
+    return _finite_directions(delta_i_c, path.name), layers
+
+
+def _finite_directions(delta_i_c: torch.Tensor, name: str) -> torch.Tensor:
+    if not bool(torch.isfinite(delta_i_c).all()):
+        raise ValueError(f"{name}: channel directions hold NaN or Inf values; the file is damaged. Compute them "
+                         f"again with compute_channel_directions")
+    return delta_i_c
+
+
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npy_size(path: Path) -> None:
+    """Refuse a .npy whose header promises other than the data the file holds: np.load allocates the whole array
+    its header describes before reading, so a 100-byte file could otherwise ask for gigabytes."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version not in _NPY_HEADER_READERS:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = _NPY_HEADER_READERS[version](f)
+        except ValueError as e:
+            raise ValueError(f"{path.name} is not a plain numeric .npy ({e})") from None
+        if dtype.hasobject:
+            raise ValueError(f"{path.name} is not a plain numeric .npy (it holds Python objects)")
+        expected = math.prod(shape) * dtype.itemsize
+        present = path.stat().st_size - f.tell()
+    if present != expected:
+        raise ValueError(f"{path.name}: its header describes {dtype} {list(shape)} ({expected} bytes) but the file "
+                         f"holds {present} bytes of data; it is truncated or damaged")
 
 
 __all__ = ["Progress", "compute_channel_directions", "save_channel_directions", "load_channel_directions"]

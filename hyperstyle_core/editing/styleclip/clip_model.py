@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ...io.formats import check_format, format_name, read_safetensors_metadata, write_safetensors
-from ...io.unpickle import is_torchscript_archive, read_torchscript_tensors
+from ...io.unpickle import check_loaded_tensors, is_torchscript_archive, read_torchscript_tensors
 from .text import import_clip, module_device
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -53,6 +53,7 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path.name} could not be read as a CLIP state dict with weights_only=True "
                          f"({type(e).__name__}: {str(e)[:200]}). Use OpenAI's ViT-B-32.pt or a .safetensors file") \
             from None
+    check_loaded_tensors(state, path.name)      # before anything copies a crafted stride-0 view
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -6,6 +6,7 @@ and `style_codes_to_official` / `official_to_style_codes` convert. Here S codes 
 """
 from __future__ import annotations
 
+import json
 from typing import Mapping, Sequence, Union
 
 import numpy as np
@@ -107,6 +108,23 @@ def stats_by_layer(stats: StyleStd, names: Sequence[str] | None, what: str) -> d
     return out
 
 
+def read_layer_table(metadata: Mapping[str, str], file_name: str, hint: str) -> list[tuple[str, int]]:
+    """The `layers` metadata of an S statistics or channel directions file: [(layer name, channels), ...].
+
+    Raises:
+        ValueError naming the file when the entry is missing, not JSON, or not a list of [name, channels] pairs.
+    """
+    try:
+        table = json.loads(metadata["layers"])
+    except (KeyError, json.JSONDecodeError, RecursionError):
+        raise ValueError(f"{file_name} has no readable 'layers' metadata; {hint}") from None
+    if not isinstance(table, list) or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], int)
+            and not isinstance(e[1], bool) and e[1] > 0 for e in table):
+        raise ValueError(f"{file_name}: its 'layers' metadata is not a list of [layer name, channels] pairs; {hint}")
+    return [(name, size) for name, size in table]
+
+
 def render_style_codes(generator: Generator, style_codes: Mapping[str, torch.Tensor],
                        deltas: Mapping[str, torch.Tensor] | None = None,
                        randomize_noise: bool = False) -> torch.Tensor:
@@ -141,4 +159,5 @@ def render_style_codes(generator: Generator, style_codes: Mapping[str, torch.Ten
 
 
 __all__ = ["OFFICIAL_EDIT_LAYER_COUNT", "StyleStd", "official_layer_names", "is_torgb_layer", "styleclip_edit_layers",
+           "read_layer_table",
            "style_codes_to_official", "official_to_style_codes", "stats_by_layer", "render_style_codes"]

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from ...io.formats import read_format_metadata, write_safetensors
 from ...io.unpickle import load_numpy_arrays_pickle
 from ...nn.stylegan2 import Generator
-from .layout import official_layer_names
+from .layout import official_layer_names, read_layer_table
 
 
 def _as_stat_list(items: Any, what: str, source: str) -> list[np.ndarray]:
@@ -32,6 +32,9 @@ def _as_stat_list(items: Any, what: str, source: str) -> list[np.ndarray]:
         if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind != "f" or a.size == 0:
             desc = f"{a.dtype} {list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
             raise ValueError(f"{source}: {what}[{i}] is {desc}; expected a 1-D float array (one value per channel)")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{source}: {what}[{i}] holds NaN or Inf values; the statistics are damaged. Use the "
+                             f"official file or compute them again with compute_s_stats")
         out.append(np.ascontiguousarray(a, dtype=np.float32))
     return out
 
@@ -105,10 +108,10 @@ def load_s_stats(path: str | os.PathLike) -> tuple[list[np.ndarray], list[np.nda
     if path.suffix.lower() not in (".safetensors", ".sft") and path.is_file():
         raise ValueError(f"{path.name} is not a .safetensors file; read the official pickle with read_s_mean_std "
                          f"and convert it once with save_s_stats")
-    meta = read_format_metadata(path, "styleclip_s_stats",
-                                "write one with save_s_stats(read_s_mean_std('S_mean_std'))")
+    hint = "write one with save_s_stats(read_s_mean_std('S_mean_std'))"
+    meta = read_format_metadata(path, "styleclip_s_stats", hint)
+    n = len(read_layer_table(meta, path.name, hint))
     tensors = load_file(str(path))
-    n = len(json.loads(meta["layers"]))
     try:
         means = [tensors[f"mean.{c:02d}"].numpy() for c in range(n)]
         stds = [tensors[f"std.{c:02d}"].numpy() for c in range(n)]
