@@ -4,4 +4,7 @@ from .nodes._comfy import register_model_folder
 
 register_model_folder()
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+# The frontend loads every .js file in it: web/hyperstyle_wires.js gives the HYPERSTYLE_* wires their own colours.
+WEB_DIRECTORY = "./web"
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

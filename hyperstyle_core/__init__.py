@@ -7,35 +7,56 @@ Public API:
     generate(generator, latent, deltas=None, randomize_noise=False) -> [B, 3, H, W]
     WeightDeltas, GeneratorSignature
     run_folder(input, output, RunOptions(...)) -> RunSummary   the folder runner behind `hyperstyle run`
-"""
-from . import _legacy
-from .face.alignment import align_face, align_image, detect_faces
-from .face.info import AlignmentInfo
-from .face.paste_back import paste_back
-from .io.checkpoints import load, read_info
-from .io.convert import convert
-from .deltas import TOONIFY_LAYERS, GeneratorSignature, WeightDeltas
-from .editing.animation import interpolate, save_animation
-from .editing.ganspace import GanSpaceDirections, compute_ganspace, ganspace_edit, load_ganspace, save_ganspace
-from .editing.interfacegan import fit_direction
-from .io.directions import save_direction
-from .editing.directions import LatentDirection, apply_direction, load_direction, sweep_direction
-from .inversion import InversionResult, ReStyleResult, generate, invert, refine, restyle_e4e_invert, w_encode
-from .nn.networks import HyperStyleModel, ReStyleE4EModel, WEncoderModel
-from .nn.stylegan2 import Generator, GeneratorConfig
-from .run.manifest import OutputFolderError
-from .run.options import RunOptions
-from .run.runner import run_folder
 
-__all__ = [
-    "interpolate", "save_animation", "GanSpaceDirections", "compute_ganspace", "ganspace_edit", "load_ganspace",
-    "save_ganspace", "fit_direction", "save_direction",
-    "AlignmentInfo", "align_face", "align_image", "detect_faces", "paste_back",
-    "convert", "load", "read_info", "invert", "refine", "LatentDirection", "apply_direction", "load_direction",
-    "sweep_direction", "generate", "restyle_e4e_invert", "w_encode", "InversionResult", "ReStyleResult",
-    "WeightDeltas", "GeneratorSignature", "TOONIFY_LAYERS", "HyperStyleModel", "WEncoderModel", "ReStyleE4EModel",
-    "Generator", "GeneratorConfig", "run_folder", "RunOptions", "OutputFolderError",
-]
+The names are resolved on first use (PEP 562 `__getattr__`): `import hyperstyle_core` costs nothing, so the command
+line answers `--help` without importing torch; `hyperstyle_core.load` or `from hyperstyle_core import load` imports
+the module that defines it.
+"""
+from __future__ import annotations
+
+import importlib
+
+from . import _legacy
+
+# public name -> the module (relative to this package) that defines it
+_EXPORTS: dict[str, str] = {
+    "interpolate": "editing.animation", "save_animation": "editing.animation",
+    "GanSpaceDirections": "editing.ganspace", "compute_ganspace": "editing.ganspace",
+    "ganspace_edit": "editing.ganspace", "load_ganspace": "editing.ganspace", "save_ganspace": "editing.ganspace",
+    "fit_direction": "editing.interfacegan", "save_direction": "io.directions",
+    "AlignmentInfo": "face.info", "align_face": "face.alignment", "align_image": "face.alignment",
+    "detect_faces": "face.alignment", "paste_back": "face.paste_back",
+    "convert": "io.convert", "load": "io.checkpoints", "read_info": "io.checkpoints",
+    "invert": "inversion", "refine": "inversion", "generate": "inversion", "restyle_e4e_invert": "inversion",
+    "w_encode": "inversion", "InversionResult": "inversion", "ReStyleResult": "inversion",
+    "LatentDirection": "editing.directions", "apply_direction": "editing.directions",
+    "load_direction": "editing.directions", "sweep_direction": "editing.directions",
+    "WeightDeltas": "deltas", "GeneratorSignature": "deltas", "TOONIFY_LAYERS": "deltas",
+    "HyperStyleModel": "nn.networks", "WEncoderModel": "nn.networks", "ReStyleE4EModel": "nn.networks",
+    "Generator": "nn.stylegan2", "GeneratorConfig": "nn.stylegan2",
+    "run_folder": "run.runner", "RunOptions": "run.options", "OutputFolderError": "run.manifest",
+}
+# the package's own modules, reachable as attributes (`hyperstyle_core.nn`) as when everything was imported eagerly
+_SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "devices"})
+
+__all__ = list(_EXPORTS)
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str):
+    """Import a public name's module on first use and keep the value (later lookups skip this function)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
+
 
 _legacy.install(__name__)     # release 0.1 module paths keep importing, with a DeprecationWarning

@@ -269,9 +269,15 @@ class WeightDeltas(Mapping[str, torch.Tensor]):
                              f"{self.signature.size}px generator.")
 
     # I/O
-    def save(self, path: str | os.PathLike, extra_metadata: Mapping[str, str] | None = None) -> None:
-        """Write a safetensors file atomically (temp file + rename)."""
-        write_safetensors(path, dict(self._tensors), "weight_deltas",
+    def save(self, path: str | os.PathLike, extra_metadata: Mapping[str, str] | None = None,
+             dtype: torch.dtype | None = None) -> None:
+        """Write a safetensors file atomically (temp file + rename).
+
+        dtype: storage dtype (default: as held). torch.float16 / torch.bfloat16 halve the file; `load` returns the
+        stored dtype, and rendering with them differs slightly from the float32 originals (README, Command line).
+        """
+        tensors = {n: t if dtype is None else t.to(dtype) for n, t in self._tensors.items()}
+        write_safetensors(path, tensors, "weight_deltas",
                           {"signature": self.signature.to_json(), "batch_size": self.batch_size,
                            **(extra_metadata or {})})
 

@@ -8,6 +8,7 @@ from .face import HyperStyleAlignFace, HyperStylePasteBack
 from .folder import HyperStyleLoadImageFolder, HyperStyleSaveImagesNamed
 from .invert import HyperStyleEncode, HyperStyleEncodeReStyle, HyperStyleGenerate, HyperStyleRefine
 from .styleclip import HyperStyleComputeStyleCLIPDirections, HyperStyleStyleCLIPEdit
+from ._names import display_name
 from .loaders import (HyperStyleLoadDirection, HyperStyleLoadGenerator, HyperStyleLoadModel, HyperStyleLoadReStyle,
                       HyperStyleLoadWEncoder, HyperStyleUnloadModels)
 
@@ -43,34 +44,5 @@ NODE_CLASS_MAPPINGS = {
     "HyperStyleSaveImagesNamed": HyperStyleSaveImagesNamed,
 }
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "HyperStyleLoadModel": "HyperStyle Load Model",
-    "HyperStyleLoadWEncoder": "HyperStyle Load W-Encoder",
-    "HyperStyleLoadGenerator": "HyperStyle Load Generator",
-    "HyperStyleLoadReStyle": "HyperStyle Load ReStyle-e4e",
-    "HyperStyleLoadDirection": "HyperStyle Load Direction",
-    "HyperStyleUnloadModels": "HyperStyle Unload Models",
-    "HyperStyleAlignFace": "HyperStyle Align Face",
-    "HyperStylePasteBack": "HyperStyle Paste Back",
-    "HyperStyleEncode": "HyperStyle Encode",
-    "HyperStyleEncodeReStyle": "HyperStyle Encode ReStyle",
-    "HyperStyleRefine": "HyperStyle Refine",
-    "HyperStyleGenerate": "HyperStyle Generate",
-    "HyperStyleLatentEdit": "HyperStyle Latent Edit",
-    "HyperStyleLatentEditSweep": "HyperStyle Latent Edit Sweep",
-    "HyperStyleLoadGanSpace": "HyperStyle Load GANSpace",
-    "HyperStyleComputeGanSpace": "HyperStyle Compute GANSpace",
-    "HyperStyleGanSpaceEdit": "HyperStyle GANSpace Edit",
-    "HyperStyleFitDirection": "HyperStyle Fit Direction",
-    "HyperStyleStyleCLIPEdit": "HyperStyle StyleCLIP Edit",
-    "HyperStyleComputeStyleCLIPDirections": "HyperStyle Compute StyleCLIP Directions",
-    "HyperStyleInterpolate": "HyperStyle Interpolate",
-    "HyperStyleSaveAnimation": "HyperStyle Save Animation",
-    "HyperStyleTransferDeltas": "HyperStyle Transfer Deltas",
-    "HyperStyleSaveDeltas": "HyperStyle Save Deltas",
-    "HyperStyleLoadDeltas": "HyperStyle Load Deltas",
-    "HyperStyleSaveLatent": "HyperStyle Save Latent",
-    "HyperStyleLoadLatent": "HyperStyle Load Latent",
-    "HyperStyleLoadImageFolder": "HyperStyle Load Image Folder",
-    "HyperStyleSaveImagesNamed": "HyperStyle Save Images Named",
-}
+# Display names carry the task words users search for ("invert", "toonify", "edit age"); see _names.py.
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: display_name(node_id) for node_id in NODE_CLASS_MAPPINGS}

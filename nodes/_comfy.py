@@ -1,32 +1,38 @@
-"""The one place that touches ComfyUI (folder_paths, model_management, ProgressBar), with stand-ins outside it.
+"""The one place that touches ComfyUI (folder_paths, model_management, ProgressBar, cli_args), with stand-ins
+outside it.
 
 Outside ComfyUI (tests, scripts) models are looked up in the pack's own models/ folder and in the folders listed in
 the HYPERSTYLE_MODEL_DIRS environment variable (os.pathsep-separated).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
+from PIL.PngImagePlugin import PngInfo
 
 from ..hyperstyle_core.devices import resolve_device
 
 log = logging.getLogger("hyperstyle.nodes")
 
 MODEL_FOLDER = "hyperstyle"
-MODEL_EXTENSIONS = {".safetensors", ".pt", ".pth"}   # .pt listed so choosing one gets the "convert it" message
+# .pt listed so choosing one gets the "convert it" message; .npy for the official StyleCLIP fs3.npy
+MODEL_EXTENSIONS = {".safetensors", ".pt", ".pth", ".npy"}
 PACK_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 try:  # ComfyUI present
     import comfy.model_management as model_management  # type: ignore
     import comfy.utils as comfy_utils  # type: ignore
     import folder_paths  # type: ignore
+    from comfy.cli_args import args as comfy_args  # type: ignore
     IN_COMFY = True
 except ImportError:
-    folder_paths = model_management = comfy_utils = None
+    folder_paths = model_management = comfy_utils = comfy_args = None
     IN_COMFY = False
 
 
@@ -190,11 +196,11 @@ def check_filename_prefix(filename_prefix: str, what: str) -> str:
         raise ValueError(f"{what}: filename_prefix must be text, got {type(filename_prefix).__name__}")
     prefix = filename_prefix.strip().replace("\\", "/")
     if not prefix or prefix.endswith("/"):
-        raise ValueError(f"{what}: filename_prefix {filename_prefix!r} needs a file name, e.g. 'hyperstyle/result'")
+        raise ValueError(f"{what}: filename_prefix {filename_prefix!r} needs a file name, e.g. 'HyperStyle/result'")
     problem = _escape_problem(prefix)
     if problem:
         raise ValueError(f"{what}: filename_prefix {filename_prefix!r} {problem}; it must stay inside ComfyUI's "
-                         f"output folder: use a relative name such as 'hyperstyle/result'")
+                         f"output folder: use a relative name such as 'HyperStyle/result'")
     return prefix
 
 
@@ -230,6 +236,30 @@ def save_path(filename_prefix: str, extension: str, what: str) -> tuple[Path, st
         reason = str(e).replace("**** ERROR:", "").strip().splitlines()
         raise ValueError(f"{what}: filename_prefix {filename_prefix!r} must stay inside ComfyUI's output folder "
                          f"{output_dir} ({reason[0] if reason else type(e).__name__}); use a relative name such as "
-                         f"'hyperstyle/result'") from None
+                         f"'HyperStyle/result'") from None
     Path(folder).mkdir(parents=True, exist_ok=True)
     return Path(folder) / f"{name}_{counter:05d}_{extension}", subfolder
+
+
+# The hidden inputs through which ComfyUI hands a save node the graph it runs in (as core SaveImage declares them).
+WORKFLOW_INPUTS = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
+
+
+def png_metadata(prompt: Mapping[str, Any] | None, extra_pnginfo: Mapping[str, Any] | None) -> PngInfo | None:
+    """The PNG text chunks core SaveImage writes: "prompt" and one per extra_pnginfo key (the frontend puts the graph
+    under "workflow"), each JSON; dragging such a PNG onto the canvas restores the workflow. None when ComfyUI runs
+    with --disable-metadata.
+
+    Args:
+        prompt: the hidden PROMPT input (the API graph), or None.
+        extra_pnginfo: the hidden EXTRA_PNGINFO input ({"workflow": {...}}), or None.
+    """
+    if comfy_args is not None and comfy_args.disable_metadata:
+        return None
+    metadata = PngInfo()
+    if prompt is not None:
+        metadata.add_text("prompt", json.dumps(prompt))
+    if extra_pnginfo is not None:
+        for key in extra_pnginfo:
+            metadata.add_text(key, json.dumps(extra_pnginfo[key]))
+    return metadata

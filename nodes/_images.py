@@ -1,9 +1,14 @@
-"""ComfyUI IMAGE [B, H, W, C] float 0..1 <-> core images [B, 3, H, W] in [-1, 1]."""
+"""ComfyUI IMAGE [B, H, W, C] float 0..1 <-> core images [B, 3, H, W] in [-1, 1]; PNGs with ComfyUI metadata."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL.PngImagePlugin import PngInfo
 
+from ..hyperstyle_core.editing.animation import to_pil_frames
+from ..hyperstyle_core.io.files import atomic_path
 from ..hyperstyle_core.io.images import MIN_IMAGE_SIDE, to_unit_range
 
 
@@ -47,3 +52,12 @@ def comfy_to_model_input(images: torch.Tensor, height: int, width: int, what: st
 def model_output_to_comfy(images: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] roughly in [-1, 1] -> IMAGE [B, H, W, 3] float32 0..1 on the CPU."""
     return to_unit_range(images).permute(0, 2, 3, 1).contiguous()
+
+
+def save_png_with_metadata(image: torch.Tensor, path: Path, metadata: PngInfo | None) -> Path:
+    """Write one [H, W, 3] image in [0, 1] as an 8-bit PNG, atomically, with ComfyUI's text chunks (`metadata`, from
+    _comfy.png_metadata; None writes none). The core's save_png writes the same pixels without them."""
+    (picture,) = to_pil_frames(image[None])
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG", pnginfo=metadata)
+    return path

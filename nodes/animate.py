@@ -1,13 +1,20 @@
 """Animation nodes: interpolate between two inversions, save frame batches as GIF / WebP / PNG frames."""
 from __future__ import annotations
 
-from ..hyperstyle_core.editing.animation import interpolate, save_animation, save_frames
+from pathlib import Path
+
+from PIL.PngImagePlugin import PngInfo
+
+from ..hyperstyle_core.editing.animation import interpolate, save_animation
 from . import _comfy
-from ._images import to_rgb
+from ._images import save_png_with_metadata, to_rgb
+from ._types import checks_pack_inputs
 
 FORMATS = ["gif", "webp", "png frames"]
+DEFAULT_PREFIX = "HyperStyle/animation"
 
 
+@checks_pack_inputs
 class HyperStyleInterpolate:
     CATEGORY = "HyperStyle/animate"
     FUNCTION = "execute"
@@ -44,7 +51,9 @@ class HyperStyleSaveAnimation:
     CATEGORY = "HyperStyle/animate"
     FUNCTION = "execute"
     OUTPUT_NODE = True
-    DESCRIPTION = "Saves an image batch (e.g. an edit sweep or an interpolation) as an animated GIF/WebP or PNG frames."
+    DESCRIPTION = ("Saves an image batch (e.g. an edit sweep or an interpolation) as an animated GIF/WebP or PNG "
+                   "frames in the output folder and shows it in the node, as ComfyUI's Save Animated WEBP does. PNG "
+                   "frames carry the workflow, as ComfyUI's Save Image does.")
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
     OUTPUT_TOOLTIPS = ("The written file (or folder for PNG frames).",)
@@ -53,24 +62,51 @@ class HyperStyleSaveAnimation:
     def INPUT_TYPES(cls):
         return {"required": {
             "images": ("IMAGE", {"tooltip": "Frames in order."}),
-            "filename_prefix": ("STRING", {"default": "hyperstyle/animation",
+            "filename_prefix": ("STRING", {"default": DEFAULT_PREFIX,
                                            "tooltip": "Relative name in the output folder; a counter is added."}),
             "format": (FORMATS, {"default": "webp", "tooltip": "Animated GIF, animated WebP, or numbered PNGs."}),
             "fps": ("FLOAT", {"default": 12.0, "min": 1.0, "max": 60.0, "step": 1.0, "tooltip": "Frames per second."}),
             "loop": ("BOOLEAN", {"default": True, "tooltip": "Loop forever (GIF/WebP)."}),
-        }}
+        }, "hidden": dict(_comfy.WORKFLOW_INPUTS)}
 
     @classmethod
     def VALIDATE_INPUTS(cls, filename_prefix=None):
         return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Save Animation")
 
-    def execute(self, images, filename_prefix="hyperstyle/animation", format="webp", fps=12.0, loop=True):
-
+    def execute(self, images, filename_prefix=DEFAULT_PREFIX, format="webp", fps=12.0, loop=True, prompt=None,
+                extra_pnginfo=None):
+        if format not in FORMATS:
+            raise ValueError(f"HyperStyle Save Animation: format must be one of {FORMATS}, got {format!r}")
         frames = to_rgb(images, "HyperStyle Save Animation images").float().cpu()
         suffix = {"gif": ".gif", "webp": ".webp"}.get(format, "")     # "" = a folder of numbered PNGs
-        target, _ = _comfy.save_path(filename_prefix, suffix, "HyperStyle Save Animation")
+        target, subfolder = _comfy.save_path(filename_prefix, suffix, "HyperStyle Save Animation")
         if format == "png frames":
-            save_frames(frames, target, prefix="frame")
+            metadata = _comfy.png_metadata(prompt, extra_pnginfo)
+            ui = {"images": _save_png_frames(frames, target, _join(subfolder, target.name), metadata)}
         else:
             save_animation(frames, target, fps=fps, loop=loop)
-        return {"ui": {"text": [str(target)]}, "result": (str(target),)}
+            ui = {"images": [_output_image(target.name, subfolder)]}
+            if frames.shape[0] > 1:     # the frontend then shows the file itself, playing, as for core's animations
+                ui["animated"] = (True,)
+        return {"ui": ui, "result": (str(target),)}
+
+
+def _join(subfolder: str, name: str) -> str:
+    return f"{subfolder}/{name}" if subfolder else name
+
+
+def _output_image(filename: str, subfolder: str) -> dict:
+    """A preview entry the frontend fetches through /view, as ComfyUI's save nodes return them."""
+    return {"filename": filename, "subfolder": subfolder, "type": "output"}
+
+
+def _save_png_frames(frames, folder: Path, subfolder: str, metadata: PngInfo | None) -> list[dict]:
+    """Numbered PNGs <folder>/frame_00000.png, ... (named as the core's save_frames names them), each with the
+    workflow metadata; returns their preview entries."""
+    digits = max(5, len(str(frames.shape[0] - 1)))
+    previews = []
+    for i, frame in enumerate(frames):
+        name = f"frame_{i:0{digits}d}.png"
+        save_png_with_metadata(frame, folder / name, metadata)
+        previews.append(_output_image(name, subfolder))
+    return previews

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from ..hyperstyle_core.deltas import WeightDeltas
-from ..hyperstyle_core.io.formats import format_name, read_safetensors_metadata
 from ..hyperstyle_core.io.latents import load_latent, save_latent
 from . import _comfy
+from ._files import safetensors_kind
+from ._types import checks_pack_inputs
 from .invert import render
 
 # Widget labels -> core layer presets (hyperstyle_core.deltas.preset_layers).
@@ -16,6 +17,7 @@ PRESETS = {
 }
 
 
+@checks_pack_inputs
 class HyperStyleTransferDeltas:
     CATEGORY = "HyperStyle/deltas"
     FUNCTION = "execute"
@@ -48,20 +50,16 @@ class HyperStyleTransferDeltas:
 
 
 def _output_files(file_format: str) -> list[str]:
-    """safetensors files in the output folder whose metadata says `file_format` (headers only are read)."""
+    """safetensors files in the output folder whose metadata says `file_format` (headers only are read, once per file
+    version)."""
     root = _comfy.output_directory()
     if not root.is_dir():
         return []
-    found = []
-    for f in root.rglob("*.safetensors"):
-        try:
-            if format_name(read_safetensors_metadata(f)) == file_format:
-                found.append(f.relative_to(root).as_posix())
-        except (OSError, ValueError):
-            continue
-    return sorted(found)
+    return sorted(f.relative_to(root).as_posix() for f in root.rglob("*.safetensors")
+                  if safetensors_kind(f) == file_format)
 
 
+@checks_pack_inputs
 class HyperStyleSaveDeltas:
     CATEGORY = "HyperStyle/deltas"
     FUNCTION = "execute"
@@ -75,7 +73,7 @@ class HyperStyleSaveDeltas:
     def INPUT_TYPES(cls):
         return {"required": {
             "deltas": ("HYPERSTYLE_DELTAS", {"tooltip": "Deltas from HyperStyle Refine."}),
-            "filename_prefix": ("STRING", {"default": "hyperstyle/deltas",
+            "filename_prefix": ("STRING", {"default": "HyperStyle/deltas",
                                            "tooltip": "Relative name in the output folder; a counter is added."}),
         }}
 
@@ -83,7 +81,7 @@ class HyperStyleSaveDeltas:
     def VALIDATE_INPUTS(cls, filename_prefix=None):
         return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Save Deltas")
 
-    def execute(self, deltas, filename_prefix="hyperstyle/deltas"):
+    def execute(self, deltas, filename_prefix="HyperStyle/deltas"):
         path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Save Deltas")
         deltas.save(path)
         return {"ui": {"text": [str(path)]}, "result": (str(path),)}
@@ -106,6 +104,7 @@ class HyperStyleLoadDeltas:
         return (WeightDeltas.load(_comfy.output_file(file, "HyperStyle Load Deltas")),)
 
 
+@checks_pack_inputs
 class HyperStyleSaveLatent:
     CATEGORY = "HyperStyle/deltas"
     FUNCTION = "execute"
@@ -119,7 +118,7 @@ class HyperStyleSaveLatent:
     def INPUT_TYPES(cls):
         return {"required": {
             "latent": ("HYPERSTYLE_LATENT", {"tooltip": "Codes to save."}),
-            "filename_prefix": ("STRING", {"default": "hyperstyle/latent",
+            "filename_prefix": ("STRING", {"default": "HyperStyle/latent",
                                            "tooltip": "Relative name in the output folder; a counter is added."}),
         }}
 
@@ -127,7 +126,7 @@ class HyperStyleSaveLatent:
     def VALIDATE_INPUTS(cls, filename_prefix=None):
         return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Save Latent")
 
-    def execute(self, latent, filename_prefix="hyperstyle/latent"):
+    def execute(self, latent, filename_prefix="HyperStyle/latent"):
         path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Save Latent")
         save_latent(path, latent)
         return {"ui": {"text": [str(path)]}, "result": (str(path),)}

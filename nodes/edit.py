@@ -8,9 +8,12 @@ from ..hyperstyle_core.editing.ganspace import compute_ganspace, ganspace_edit, 
 from ..hyperstyle_core.editing.interfacegan import fit_direction
 from ..hyperstyle_core.io.directions import save_direction
 from . import _comfy
-from ._comfy import list_model_files, resolve_model_path
+from ._comfy import resolve_model_path
+from ._files import picker
+from ._types import checks_pack_inputs
 
 
+@checks_pack_inputs
 class HyperStyleLatentEdit:
     CATEGORY = "HyperStyle/edit"
     FUNCTION = "execute"
@@ -33,6 +36,7 @@ class HyperStyleLatentEdit:
         return (apply_direction(latent, direction, factor),)
 
 
+@checks_pack_inputs
 class HyperStyleLatentEditSweep:
     CATEGORY = "HyperStyle/edit"
     FUNCTION = "execute"
@@ -70,13 +74,15 @@ class HyperStyleLoadGanSpace:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"file": (list_model_files(), {"tooltip": "cars_pca.pt or a GANSpace .safetensors in "
-                                                                      "the hyperstyle model folder."})}}
+        return {"required": {"file": picker("ganspace", "cars_pca.pt or a GANSpace .safetensors (from Compute "
+                                                        "GANSpace) in the hyperstyle model folder; only GANSpace "
+                                                        "files are listed.")}}
 
     def execute(self, file):
         return (load_ganspace(resolve_model_path(file)),)
 
 
+@checks_pack_inputs
 class HyperStyleComputeGanSpace:
     CATEGORY = "HyperStyle/edit"
     FUNCTION = "execute"
@@ -123,6 +129,7 @@ class HyperStyleComputeGanSpace:
         return (directions,)
 
 
+@checks_pack_inputs
 class HyperStyleGanSpaceEdit:
     CATEGORY = "HyperStyle/edit"
     FUNCTION = "execute"
@@ -149,6 +156,7 @@ class HyperStyleGanSpaceEdit:
         return (ganspace_edit(latent, ganspace, component, start_layer, end_layer, strength),)
 
 
+@checks_pack_inputs
 class HyperStyleFitDirection:
     CATEGORY = "HyperStyle/edit"
     FUNCTION = "execute"

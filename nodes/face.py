@@ -7,6 +7,7 @@ import torch
 from ..hyperstyle_core.face.batch import align_batch, paste_back_batch
 from . import _comfy
 from ._images import to_rgb
+from ._types import checks_pack_inputs
 
 FACE_CHOICES = ["largest", "all", "index"]
 NO_FACE_CHOICES = ["error", "skip", "passthrough"]
@@ -48,6 +49,7 @@ class HyperStyleAlignFace:
         return (torch.from_numpy(np.stack(crops).astype(np.float32) / 255.0), alignment)
 
 
+@checks_pack_inputs
 class HyperStylePasteBack:
     CATEGORY = "HyperStyle/face"
     FUNCTION = "execute"

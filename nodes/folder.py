@@ -6,15 +6,15 @@ import logging
 from pathlib import Path
 
 from ..hyperstyle_core.io.folders import list_folder, printable
-from ..hyperstyle_core.io.images import (DEFAULT_MAX_BATCH_PIXELS, DEFAULT_MAX_PIXELS, FIT_MODES, read_image_batch,
-                                         save_png)
+from ..hyperstyle_core.io.images import DEFAULT_MAX_BATCH_PIXELS, DEFAULT_MAX_PIXELS, FIT_MODES, read_image_batch
 from ..hyperstyle_core.run.naming import named_png_files
 from . import _comfy
-from ._images import to_rgb
+from ._images import save_png_with_metadata, to_rgb
 
 log = logging.getLogger("hyperstyle.nodes")
 
 DEFAULT_PATTERN = "*.jpg;*.jpeg;*.png;*.webp"
+DEFAULT_SUBFOLDER = "HyperStyle/folder"
 MAX_BATCH_PIXELS = DEFAULT_MAX_BATCH_PIXELS     # all photos of one load together (4.8 GB as a float IMAGE batch)
 
 
@@ -140,7 +140,8 @@ class HyperStyleSaveImagesNamed:
     DESCRIPTION = ("Saves a batch as PNG files named after the input files (from HyperStyle Load Image Folder): "
                    "photo.jpg -> <subfolder>/photo<suffix>.png in ComfyUI's output folder. Existing files of the same "
                    "name are replaced; each file is written atomically. Names that clash (a.jpg and a.png) become "
-                   "a_jpg / a_png. With k images per name (e.g. an edit sweep) the files get _01 .. _k.")
+                   "a_jpg / a_png. With k images per name (e.g. an edit sweep) the files get _01 .. _k. Each PNG "
+                   "carries the workflow, as ComfyUI's Save Image does (drag it onto the canvas to restore it).")
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("paths",)
     OUTPUT_TOOLTIPS = ("The written files, one path per line.",)
@@ -151,13 +152,13 @@ class HyperStyleSaveImagesNamed:
             "images": ("IMAGE", {"tooltip": "Images to save, in the same order as the names (or k per name)."}),
             "names": ("STRING", {"forceInput": True,
                                  "tooltip": "File names, one per line (the names output of Load Image Folder)."}),
-            "subfolder": ("STRING", {"default": "hyperstyle_folder",
+            "subfolder": ("STRING", {"default": DEFAULT_SUBFOLDER,
                                      "tooltip": "Folder inside ComfyUI's output folder (created)."}),
             "suffix": ("STRING", {"default": "",
                                   "tooltip": "Appended to each name before .png, e.g. _pasted; empty keeps the name."}),
-        }}
+        }, "hidden": dict(_comfy.WORKFLOW_INPUTS)}
 
-    def execute(self, images, names, subfolder="hyperstyle_folder", suffix=""):
+    def execute(self, images, names, subfolder=DEFAULT_SUBFOLDER, suffix="", prompt=None, extra_pnginfo=None):
         images = to_rgb(images, "HyperStyle Save Images Named images")
         name_list = [n.strip() for n in (names.splitlines() if isinstance(names, str) else list(names)) if n.strip()]
         if not name_list:
@@ -171,9 +172,10 @@ class HyperStyleSaveImagesNamed:
         folder = _comfy.output_directory() / sub
         folder.mkdir(parents=True, exist_ok=True)
         progress = _comfy.Progress(len(file_names))
+        metadata = _comfy.png_metadata(prompt, extra_pnginfo)
         paths, ui = [], []
         for image, name in zip(images, file_names):
-            paths.append(str(save_png(image, folder / name)))
+            paths.append(str(save_png_with_metadata(image, folder / name, metadata)))
             ui.append({"filename": name, "subfolder": sub, "type": "output"})
             progress.step()
         return {"ui": {"images": ui}, "result": ("\n".join(paths),)}

@@ -8,10 +8,12 @@ from ..hyperstyle_core.inversion import (batch_ranges, generate, generate_in_bat
                                          w_encode)
 from . import _comfy
 from ._images import comfy_to_model_input, model_output_to_comfy
+from ._types import checks_pack_inputs
 
 BATCH_TOOLTIP = "Images processed together; lower it if memory runs out (results are identical)."
 
 
+@checks_pack_inputs
 class HyperStyleEncode:
     CATEGORY = "HyperStyle/invert"
     FUNCTION = "execute"
@@ -46,6 +48,7 @@ class HyperStyleEncode:
         return (torch.cat(latents), torch.cat(images))
 
 
+@checks_pack_inputs
 class HyperStyleRefine:
     CATEGORY = "HyperStyle/invert"
     FUNCTION = "execute"
@@ -91,6 +94,7 @@ class HyperStyleRefine:
         return (WeightDeltas.cat(deltas), torch.cat(outputs))
 
 
+@checks_pack_inputs
 class HyperStyleGenerate:
     CATEGORY = "HyperStyle/invert"
     FUNCTION = "execute"
@@ -125,6 +129,7 @@ def render(generator, latent, deltas, strength: float, randomize_noise: bool, ba
     return model_output_to_comfy(images)
 
 
+@checks_pack_inputs
 class HyperStyleEncodeReStyle:
     CATEGORY = "HyperStyle/invert"
     FUNCTION = "execute"

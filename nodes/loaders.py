@@ -8,8 +8,9 @@ import weakref
 from pathlib import Path
 
 from ..hyperstyle_core.editing.styleclip import load_clip
-from ..hyperstyle_core.io.checkpoints import load
+from ..hyperstyle_core.io.checkpoints import check_kind, load, read_info, wrong_kind_message
 from . import _comfy
+from ._files import picker
 
 log = logging.getLogger("hyperstyle.nodes")
 
@@ -17,27 +18,34 @@ PRECISIONS = ["fp32", "fp16", "bf16"]
 _PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 # Models stay alive while a ComfyUI output cache (or a running node) holds them; when ComfyUI frees memory and drops
-# its cache, they go away with it. Several loader nodes naming the same file share one instance.
+# its cache, they go away with it. Several loader nodes naming the same file as the same kind share one instance.
 _cache: "weakref.WeakValueDictionary[tuple, object]" = weakref.WeakValueDictionary()
 _strong: dict[tuple, object] = {}
 _lock = threading.Lock()
 
 
-def _cache_key(path: Path, device, precision: str) -> tuple:
+def _cache_key(path: Path, device, precision: str, kind: str) -> tuple:
+    # The kind is part of the key: a file loaded by one loader must not come back from another loader unchecked.
     st = path.stat()
-    return (str(path.resolve()), st.st_mtime_ns, st.st_size, str(device), precision)
+    return (str(path.resolve()), st.st_mtime_ns, st.st_size, str(device), precision, kind)
+
+
+def _cached(key: tuple):
+    model = _cache.get(key)
+    return _strong.get(key) if model is None else model
 
 
 def load_cached(name: str, kind: str, precision: str = "fp32"):
-    """Load `name` from the hyperstyle model folders as `kind`, reusing a live instance."""
+    """Load `name` from the hyperstyle model folders as `kind`, reusing a live instance. Whatever is returned,
+    loaded now or cached, is checked to be of `kind` (ValueError naming the file and what to choose)."""
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     path = _comfy.resolve_model_path(name)
     device = _comfy.torch_device()
-    key = _cache_key(path, device, precision)
+    key = _cache_key(path, device, precision, kind)
     with _lock:
-        model = _cache.get(key)
+        model = _cached(key)
         if model is None:
             log.info("HyperStyle: loading %s (%s) on %s", path.name, kind, device)
             model = load(path, device=device, dtype=_PRECISION_DTYPES[precision], expect=kind)
@@ -45,7 +53,8 @@ def load_cached(name: str, kind: str, precision: str = "fp32"):
                 _cache[key] = model
             except TypeError:  # objects without weakref support (directions) are tiny: keep them strongly
                 _strong[key] = model
-        return model
+    check_kind(model, kind, path.name)
+    return model
 
 
 def unload_all() -> int:
@@ -59,8 +68,8 @@ def unload_all() -> int:
     return n
 
 
-def _file_input(tooltip: str):
-    return (_comfy.list_model_files(), {"tooltip": tooltip})
+def _file_input(kind: str, tooltip: str):
+    return picker(kind, tooltip + " Lists only files of this kind; original .pt files say how to convert them.")
 
 
 def _precision_input():
@@ -68,9 +77,10 @@ def _precision_input():
                                                        "on a GPU (not available on CPU)."})
 
 
-def _validate_file(name: str) -> bool | str:
+def _validate_file(name: str, kind: str) -> bool | str:
     # This VALIDATE_INPUTS turns off ComfyUI's own check against the list, so names that leave the model folders
-    # ("../../x.safetensors", "/abs/x.safetensors") are refused here (and again when loading).
+    # ("../../x.safetensors", "/abs/x.safetensors") and files of another kind (a workflow naming a W-encoder in
+    # HyperStyle Load Model) are refused here, before anything runs (and again when loading).
     if not isinstance(name, str) or not name:
         return "choose a model file"
     try:
@@ -82,23 +92,24 @@ def _validate_file(name: str) -> bool | str:
                 f"with `python -m hyperstyle_core convert {Path(name).name} --out ComfyUI/models/hyperstyle/` and "
                 f"choose the .safetensors file.")
     try:
-        _comfy.resolve_model_path(name)
-    except FileNotFoundError as e:
+        found = read_info(_comfy.resolve_model_path(name))["kind"]
+    except (OSError, ValueError) as e:      # not there, or not a converted model (the message says what it is)
         return str(e)
-    return True
+    return True if found == kind else wrong_kind_message(Path(name).name, found, kind)
 
 
 class _Loader:
     CATEGORY = "HyperStyle/loaders"
     FUNCTION = "execute"
-    KIND = ""
+    KIND = ""       # the model kind (hyperstyle_core.io.checkpoints.KINDS) the loader lists and loads
 
     @classmethod
     def VALIDATE_INPUTS(cls, model_file):
-        return _validate_file(model_file)
+        return _validate_file(model_file, cls.KIND)
 
 
 class HyperStyleLoadModel(_Loader):
+    KIND = "hyperstyle"
     DESCRIPTION = ("Loads a converted HyperStyle model (hypernetwork + its StyleGAN2 generator + latent_avg), e.g. "
                    "hyperstyle_ffhq.safetensors. Also outputs its generator for HyperStyle Generate.")
     RETURN_TYPES = ("HYPERSTYLE_MODEL", "HYPERSTYLE_GENERATOR")
@@ -108,16 +119,17 @@ class HyperStyleLoadModel(_Loader):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_file": _file_input("Converted HyperStyle model, e.g. hyperstyle_ffhq.safetensors."),
+            "model_file": _file_input(cls.KIND, "Converted HyperStyle model, e.g. hyperstyle_ffhq.safetensors."),
             "precision": _precision_input(),
         }}
 
     def execute(self, model_file, precision="fp32"):
-        model = load_cached(model_file, "hyperstyle", precision)
+        model = load_cached(model_file, self.KIND, precision)
         return (model, model.generator)
 
 
 class HyperStyleLoadWEncoder(_Loader):
+    KIND = "w_encoder"
     DESCRIPTION = "Loads a converted W-encoder (e.g. faces_w_encoder.safetensors), the start point of HyperStyle."
     RETURN_TYPES = ("HYPERSTYLE_W_ENCODER",)
     RETURN_NAMES = ("w_encoder",)
@@ -126,15 +138,17 @@ class HyperStyleLoadWEncoder(_Loader):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_file": _file_input("Converted W-encoder of the same domain, e.g. faces_w_encoder.safetensors."),
+            "model_file": _file_input(cls.KIND, "Converted W-encoder of the same domain, e.g. "
+                                                "faces_w_encoder.safetensors."),
             "precision": _precision_input(),
         }}
 
     def execute(self, model_file, precision="fp32"):
-        return (load_cached(model_file, "w_encoder", precision),)
+        return (load_cached(model_file, self.KIND, precision),)
 
 
 class HyperStyleLoadGenerator(_Loader):
+    KIND = "stylegan2"
     DESCRIPTION = ("Loads any converted rosinality-format StyleGAN2 generator: FFHQ, Toonify, StyleGAN-NADA, cars, "
                    "AFHQ ... (e.g. toonify.safetensors) for Generate or Transfer Deltas.")
     RETURN_TYPES = ("HYPERSTYLE_GENERATOR",)
@@ -144,16 +158,17 @@ class HyperStyleLoadGenerator(_Loader):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_file": _file_input("Converted generator, e.g. stylegan2-ffhq-config-f.safetensors or "
-                                      "toonify.safetensors."),
+            "model_file": _file_input(cls.KIND, "Converted generator, e.g. stylegan2-ffhq-config-f.safetensors "
+                                                "or toonify.safetensors."),
             "precision": _precision_input(),
         }}
 
     def execute(self, model_file, precision="fp32"):
-        return (load_cached(model_file, "stylegan2", precision),)
+        return (load_cached(model_file, self.KIND, precision),)
 
 
 class HyperStyleLoadReStyle(_Loader):
+    KIND = "restyle_e4e"
     DESCRIPTION = ("Loads the converted ReStyle-e4e encoder (restyle_e4e_ffhq_encode.safetensors), which gives the "
                    "W+ latents used for domain adaptation (Toonify).")
     RETURN_TYPES = ("HYPERSTYLE_RESTYLE",)
@@ -163,15 +178,17 @@ class HyperStyleLoadReStyle(_Loader):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_file": _file_input("Converted ReStyle-e4e encoder, e.g. restyle_e4e_ffhq_encode.safetensors."),
+            "model_file": _file_input(cls.KIND, "Converted ReStyle-e4e encoder, e.g. "
+                                                "restyle_e4e_ffhq_encode.safetensors."),
             "precision": _precision_input(),
         }}
 
     def execute(self, model_file, precision="fp32"):
-        return (load_cached(model_file, "restyle_e4e", precision),)
+        return (load_cached(model_file, self.KIND, precision),)
 
 
 class HyperStyleLoadDirection(_Loader):
+    KIND = "direction"
     DESCRIPTION = ("Loads a latent edit direction: an official InterFaceGAN file (age, smile, pose) converted to "
                    "safetensors, e.g. age.safetensors.")
     RETURN_TYPES = ("HYPERSTYLE_DIRECTION",)
@@ -181,11 +198,12 @@ class HyperStyleLoadDirection(_Loader):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_file": _file_input("Converted direction file, e.g. age.safetensors or smile.safetensors."),
+            "model_file": _file_input(cls.KIND, "Converted direction file, e.g. age.safetensors or "
+                                                "smile.safetensors."),
         }}
 
     def execute(self, model_file):
-        return (load_cached(model_file, "direction"),)
+        return (load_cached(model_file, self.KIND),)
 
 
 class HyperStyleUnloadModels:
@@ -212,7 +230,7 @@ def load_clip_cached(name: str):
 
     path = _comfy.resolve_model_path(name)
     device = _comfy.torch_device()
-    key = _cache_key(path, device, "clip")
+    key = _cache_key(path, device, "fp32", "clip")
     with _lock:
         model = _cache.get(key)
         if model is None:

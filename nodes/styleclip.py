@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ..hyperstyle_core.editing import styleclip as sc
 from . import _comfy
+from ._files import picker
 from ._images import model_output_to_comfy
+from ._types import checks_pack_inputs
 from .loaders import load_clip_cached
 
 TEMPLATE_TOOLTIP = ("Prompt templates, one per line, each with {} for the text. The official edit averages the 79 "
@@ -16,6 +18,7 @@ def _stats(name: str):
     return sc.load_s_stats(path) if path.suffix == ".safetensors" else sc.read_s_mean_std(path)
 
 
+@checks_pack_inputs
 class HyperStyleStyleCLIPEdit:
     CATEGORY = "HyperStyle/edit"
     FUNCTION = "execute"
@@ -28,14 +31,16 @@ class HyperStyleStyleCLIPEdit:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = _comfy.list_model_files()
         return {"required": {
             "generator": ("HYPERSTYLE_GENERATOR", {"tooltip": "Generator (the HyperStyle model's)."}),
             "latent": ("HYPERSTYLE_LATENT", {"tooltip": "Codes from HyperStyle Encode."}),
-            "clip_model": (files, {"tooltip": "CLIP weights (ViT-B-32.pt from OpenAI, or converted .safetensors)."}),
-            "s_statistics": (files, {"tooltip": "S_mean_std converted to .safetensors (per-layer S std)."}),
-            "channel_directions": (files, {"tooltip": "fs3 directions (.safetensors from Compute StyleCLIP "
-                                                      "Directions, or converted fs3)."}),
+            "clip_model": picker("clip", "CLIP weights (ViT-B-32.pt from OpenAI, or converted .safetensors)."),
+            "s_statistics": picker("styleclip_s_stats",
+                                   "S statistics: the official S_mean_std converted with `hyperstyle styleclip-stats`, "
+                                   "or computed for your generator (per-layer S std)."),
+            "channel_directions": picker("styleclip_channel_directions",
+                                         "fs3 directions: the official fs3.npy, or a .safetensors from Compute "
+                                         "StyleCLIP Directions."),
             "neutral_text": ("STRING", {"default": "face", "tooltip": "What the image is now."}),
             "target_text": ("STRING", {"default": "smiling face", "tooltip": "What it should become."}),
             "alpha": ("FLOAT", {"default": 3.0, "min": -10.0, "max": 10.0, "step": 0.1,
@@ -59,6 +64,7 @@ class HyperStyleStyleCLIPEdit:
         return (model_output_to_comfy(images),)
 
 
+@checks_pack_inputs
 class HyperStyleComputeStyleCLIPDirections:
     CATEGORY = "HyperStyle/edit"
     FUNCTION = "execute"
@@ -74,17 +80,17 @@ class HyperStyleComputeStyleCLIPDirections:
     def INPUT_TYPES(cls):
         return {"required": {
             "generator": ("HYPERSTYLE_GENERATOR", {"tooltip": "Generator to analyse."}),
-            "clip_model": (_comfy.list_model_files(), {"tooltip": "CLIP weights (ViT-B-32.pt or .safetensors)."}),
+            "clip_model": picker("clip", "CLIP weights (ViT-B-32.pt or .safetensors)."),
             "n_samples": ("INT", {"default": 100, "min": 2, "max": 10000,
                                   "tooltip": "Latents per channel (official: 100)."}),
-            "filename_prefix": ("STRING", {"default": "hyperstyle/fs3", "tooltip": "Relative output name."}),
+            "filename_prefix": ("STRING", {"default": "HyperStyle/fs3", "tooltip": "Relative output name."}),
         }}
 
     @classmethod
     def VALIDATE_INPUTS(cls, filename_prefix=None):
         return _comfy.validate_filename_prefix(filename_prefix, "HyperStyle Compute StyleCLIP Directions")
 
-    def execute(self, generator, clip_model, n_samples=100, filename_prefix="hyperstyle/fs3"):
+    def execute(self, generator, clip_model, n_samples=100, filename_prefix="HyperStyle/fs3"):
         path, _ = _comfy.save_path(filename_prefix, ".safetensors", "HyperStyle Compute StyleCLIP Directions")
         model = load_clip_cached(clip_model)
         progress = _comfy.Progress(100)

@@ -7,7 +7,6 @@ Recipe weights come from ../shared/fixtures/official/recipe.py (override with --
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import sys
@@ -20,8 +19,9 @@ import torch
 from ..io import checkpoints, convert
 from ..devices import resolve_device, resolve_dtype
 from ..inversion import invert
+from .parser import build_bench_parser, default_recipe
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official" / "recipe.py"
+DEFAULT_RECIPE = Path(default_recipe())
 
 
 def _rss_gib() -> float:
@@ -136,19 +136,8 @@ def run(batch: int, hs, we, n_iters: int, device: torch.device, repeats: int) ->
         print(f"  peak RSS during inversion {_peak_rss_gib():.2f} GiB (RSS now {_rss_gib():.2f} GiB)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hyperstyle_core.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=1024, choices=(256, 1024), help="FFHQ config size (recipe weights)")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
-    p.add_argument("--iters", type=int, default=5, help="refinement iterations")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs per batch size")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 (half precision on GPU only)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="path of the shared recipe.py")
-    p.add_argument("--models", default=None, help="folder with converted hyperstyle_ffhq / faces_w_encoder files")
-    args = p.parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m hyperstyle_core.bench") -> int:
+    args = build_bench_parser(prog, str(DEFAULT_RECIPE)).parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

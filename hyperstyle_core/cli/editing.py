@@ -1,7 +1,8 @@
 """Editing-suite sub-commands: GANSpace directions, StyleCLIP statistics / channel directions / CLIP conversion,
 fitting an InterFaceGAN direction from two folders of photos, and latent interpolation animations.
 
-Registered on the main parser by `add_edit_commands`; every command returns an exit code.
+Their parsers are in cli/parser.py (torch-free; `add_edit_commands` registers them); every command returns an
+exit code.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..io.directions import save_direction
 from ..io.folders import IMAGE_PATTERN, list_folder, printable
 from ..io.images import open_rgb, pil_to_input
 from ..io.latents import load_latent
-
+from .parser import add_edit_parsers
 
 
 def _cmd_ganspace(args) -> int:
@@ -119,58 +120,5 @@ def _cmd_animate(args) -> int:
 
 
 def add_edit_commands(sub: argparse._SubParsersAction) -> None:
-    """Register the editing sub-commands on the main CLI's sub-parsers."""
-    g = sub.add_parser("ganspace", help="compute GANSpace PCA directions for a generator (no file needed)")
-    g.add_argument("generator", help="converted generator .safetensors")
-    g.add_argument("--out", required=True, help="output directions .safetensors")
-    g.add_argument("--samples", type=int, default=100_000, help="random z samples")
-    g.add_argument("--components", type=int, default=80, help="components kept")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto")
-    g.set_defaults(func=_cmd_ganspace)
-
-    s = sub.add_parser("styleclip-stats", help="S statistics: convert the official S_mean_std, or compute them "
-                                               "for a generator")
-    src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--s-mean-std", help="the official S_mean_std pickle (read with a numpy-only unpickler)")
-    src.add_argument("--generator", help="compute for this converted generator instead")
-    s.add_argument("--out", required=True, help="output .safetensors")
-    s.add_argument("--samples", type=int, default=100_000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
-    s.set_defaults(func=_cmd_styleclip_stats)
-
-    d = sub.add_parser("styleclip-directions", help="per-channel CLIP directions (the official fs3) for a generator")
-    d.add_argument("generator", help="converted generator .safetensors")
-    d.add_argument("--clip", required=True, help="CLIP weights (ViT-B-32.pt or converted .safetensors)")
-    d.add_argument("--out", required=True, help="output .safetensors")
-    d.add_argument("--samples", type=int, default=100, help="latents per channel (official 100)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="auto")
-    d.set_defaults(func=_cmd_styleclip_directions)
-
-    c = sub.add_parser("clip-convert", help="convert a CLIP checkpoint (e.g. ViT-B-32.pt) to safetensors")
-    c.add_argument("src")
-    c.add_argument("--out", default=None)
-    c.set_defaults(func=_cmd_clip_convert)
-
-    f = sub.add_parser("fit-direction", help="fit an InterFaceGAN direction from two folders of aligned photos")
-    f.add_argument("--positive", required=True, help="folder of images WITH the attribute")
-    f.add_argument("--negative", required=True, help="folder of images WITHOUT it")
-    f.add_argument("--out", required=True, help="output direction .safetensors (Load Direction reads it)")
-    f.add_argument("--models", default="models", help="folder with hyperstyle_ffhq / faces_w_encoder")
-    f.add_argument("--method", choices=("svm", "logistic"), default="svm")
-    f.add_argument("--device", default="auto")
-    f.set_defaults(func=_cmd_fit_direction)
-
-    a = sub.add_parser("animate", help="interpolate between two saved inversions and write a GIF/WebP")
-    a.add_argument("--generator", required=True, help="HyperStyle model or generator .safetensors")
-    a.add_argument("--latent-a", required=True)
-    a.add_argument("--latent-b", required=True)
-    a.add_argument("--deltas-a", default=None)
-    a.add_argument("--deltas-b", default=None)
-    a.add_argument("--frames", type=int, default=24)
-    a.add_argument("--fps", type=float, default=12.0)
-    a.add_argument("--out", required=True, help="output .gif or .webp")
-    a.add_argument("--device", default="auto")
-    a.set_defaults(func=_cmd_animate)
+    """Register the editing sub-commands on the main CLI's sub-parsers (defined in cli/parser.py, torch-free)."""
+    add_edit_parsers(sub)

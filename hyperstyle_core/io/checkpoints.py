@@ -15,8 +15,9 @@ from safetensors import safe_open
 from torch import nn
 
 from ..devices import resolve_device, resolve_dtype
-from ..nn.configs import build_model, config_from_dict, model_config
-from .directions import check_direction_shape, direction_from_tensor
+from ..nn.configs import build_model, config_from_dict, config_of, model_config
+from ..nn.loss_networks import LOSS_NETWORK_KINDS, LossNetworkConfig
+from .directions import LatentDirection, check_direction_shape, direction_from_tensor
 from .formats import FORMATS, check_format, format_name, read_safetensors_header, write_safetensors
 
 KINDS = {
@@ -27,19 +28,40 @@ KINDS = {
     "restyle_e4e": "ReStyle e4e encoder (restyle_e4e_ffhq_encode.pt): 'state_dict' with encoder.styles.* + decoder.*",
     "stylegan2": "rosinality StyleGAN2 generator (stylegan2-ffhq-config-f.pt, toonify, StyleGAN-NADA, ...): 'g_ema'",
     "direction": "InterFaceGAN latent direction (age.pt, smile.pt [1, 512]; pose.pt [1, 18, 512]): a bare tensor",
+    # The loss networks of training (criteria/), in their original layouts.
+    "ir_se50": "ArcFace IR-SE50 for the ID loss (model_ir_se50.pth): a plain state dict with input_layer.*, body.*, "
+               "output_layer.*",
+    "alexnet": "torchvision AlexNet for LPIPS (alexnet-owt-7be5be79.pth): a plain state dict with features.* "
+               "(classifier.* is dropped)",
+    "lpips_alex_lin": "LPIPS v0.1 linear layers (lpips alex.pth): lin0..lin4.model.1.weight",
+    "moco_v2": "MoCo-v2 ResNet-50 for the MoCo loss (moco_v2_800ep_pretrain.pt): 'state_dict' with "
+               "module.encoder_q.* (fc, encoder_k and queue are dropped)",
 }
 KIND_TITLES = {"hyperstyle": "HyperStyle model", "w_encoder": "W-encoder", "restyle_e4e": "ReStyle-e4e encoder",
-               "stylegan2": "StyleGAN2 generator", "direction": "latent direction"}
+               "stylegan2": "StyleGAN2 generator", "direction": "latent direction",
+               "ir_se50": "face-identity network (IR-SE50, ID loss)",
+               "alexnet": "perceptual-loss network (LPIPS AlexNet)",
+               "lpips_alex_lin": "perceptual-loss calibration (LPIPS linear layers)",
+               "moco_v2": "similarity-loss network (MoCo-v2 ResNet-50)"}
 # The official file names, one per kind: what loaders, the runner and messages default to.
 DEFAULT_FILES = {"hyperstyle": "hyperstyle_ffhq.safetensors", "w_encoder": "faces_w_encoder.safetensors",
                  "restyle_e4e": "restyle_e4e_ffhq_encode.safetensors",
-                 "stylegan2": "stylegan2-ffhq-config-f.safetensors", "direction": "age.safetensors"}
+                 "stylegan2": "stylegan2-ffhq-config-f.safetensors", "direction": "age.safetensors",
+                 "ir_se50": "model_ir_se50.safetensors", "alexnet": "alexnet.safetensors",
+                 "lpips_alex_lin": "lpips_alex.safetensors", "moco_v2": "moco_v2_800ep_pretrain.safetensors"}
+
+
+def _build(kind: str, config: Mapping[str, Any]) -> nn.Module:
+    """The untrained network of `kind` (a model kind of nn.configs, or a loss network)."""
+    if kind in LOSS_NETWORK_KINDS:
+        return LossNetworkConfig.from_dict(kind, config).build()
+    return build_model(kind, config)
 
 
 def _expected_tensors(kind: str, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The state dict of `kind` on the meta device (shapes and dtypes, no memory)."""
     with torch.device("meta"):
-        model = build_model(kind, config)
+        model = _build(kind, config)
     return dict(model.state_dict())
 
 
@@ -51,6 +73,8 @@ def check_config(kind: str, config: Any, name: str) -> None:
             if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
                 raise ValueError(f"config.shape must be a list of integers, got {shape!r}"[:200])
             check_direction_shape(shape, "config.shape")
+        elif kind in LOSS_NETWORK_KINDS:
+            LossNetworkConfig.from_dict(kind, config)
         else:
             config_from_dict(kind, config)
     except ValueError as e:
@@ -113,7 +137,7 @@ def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.T
     check_finite(tensors, name)
     latent_avg = tensors.pop("latent_avg", None) if kind == "stylegan2" else None
     with torch.device("meta"):
-        model = build_model(kind, config)
+        model = _build(kind, config)
     model.load_state_dict(tensors, strict=True, assign=True)
     model.eval().requires_grad_(False)
     model = model.to(device=device, dtype=dtype)
@@ -146,6 +170,34 @@ def read_info(path: str | os.PathLike) -> dict[str, Any]:
     return {"kind": meta["kind"], "config": config, "metadata": meta}
 
 
+def wrong_kind_message(name: str, kind: str | None, expect: str) -> str:
+    """What to say when file `name` holds `kind` (None: no model at all) where a model of kind `expect` is needed."""
+    found = f"a {KIND_TITLES[kind]} file" if kind in KIND_TITLES else "not a converted model file"
+    return (f"{name} is {found}, but a {KIND_TITLES[expect]} is needed here. Choose a {KIND_TITLES[expect]} file "
+            f"(e.g. {DEFAULT_FILES[expect]}).")
+
+
+def kind_of(obj: object) -> str | None:
+    """The kind of an object `load` returned ("hyperstyle", "w_encoder", ..., "direction"), or None for others."""
+    if isinstance(obj, LatentDirection):
+        return "direction"
+    if not isinstance(obj, nn.Module):
+        return None
+    if getattr(obj, "kind", None) in LOSS_NETWORK_KINDS:
+        return obj.kind
+    try:
+        return config_of(obj).kind
+    except ValueError:      # a network of some other kind
+        return None
+
+
+def check_kind(obj: object, expect: str, name: str) -> None:
+    """Raise ValueError (see `wrong_kind_message`) unless `obj`, loaded from file `name`, is of kind `expect`; for
+    callers that reuse loaded models (caches), where `load`'s own check did not run."""
+    if kind_of(obj) != expect:
+        raise ValueError(wrong_kind_message(name, kind_of(obj), expect))
+
+
 def load(path: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
          expect: str | None = None) -> nn.Module:
     """Build the model a converted safetensors file describes, with strict keys.
@@ -157,14 +209,13 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, dtyp
         expect: optional kind the caller needs ("hyperstyle", "w_encoder", "restyle_e4e", "stylegan2", "direction").
     Returns:
         HyperStyleModel, WEncoderModel, ReStyleE4EModel or Generator, in eval mode without gradients (a
-        LatentDirection for direction files).
+        LatentDirection for direction files; a network of nn.loss_networks for the loss-network kinds).
     """
     path = Path(path)
     info = read_info(path)
     kind, config = info["kind"], info["config"]
     if expect is not None and kind != expect:
-        raise ValueError(f"{path.name} is a {KIND_TITLES[kind]} file, but a {KIND_TITLES[expect]} is needed here. "
-                         f"Choose a {KIND_TITLES[expect]} file (e.g. {DEFAULT_FILES[expect]}).")
+        raise ValueError(wrong_kind_message(path.name, kind, expect))
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     try:

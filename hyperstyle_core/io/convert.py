@@ -2,7 +2,8 @@
 
 The converter reads official `.pt` files with `torch.load(weights_only=True)` and an explicit allow-list
 (io.unpickle); it never unpickles arbitrary objects. Official keys are kept (aliases of the shared hypernetwork
-dropped after checking them), so a converted file loads with strict keys and no renaming.
+dropped after checking them), so a converted file loads with strict keys and no renaming. The training loss networks
+keep only what the official criteria/ run (LOSS_NETWORK_LAYOUTS; MoCo's `module.encoder_q.` prefix is removed).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from torch import nn
 from ..devices import resolve_device, resolve_dtype
 from ..nn.configs import (MAX_SIZE, HyperStyleConfig, ReStyleE4EConfig, StyleGAN2Config, WEncoderConfig,
                           generator_config_from_dict)
+from ..nn.loss_networks import LossNetworkConfig
 from ..nn.networks import cars_input_spec
 from ..nn.stylegan2 import GeneratorConfig
 from .checkpoints import KINDS, check_finite, check_strict, instantiate
@@ -34,6 +36,16 @@ log = logging.getLogger(__name__)
 
 SHARED_ALIAS = re.compile(r"^hypernet\.refinement_blocks\.\d+\.hypernet\.(w1|b1|w2|b2)$")
 MAX_OPTS_ENTRIES = 10_000       # the official opts have about 60; far more only comes from a crafted file
+# The loss networks of training in their original files: kind -> (keys that identify it, the prefix of the keys
+# kept (removed from them), kept keys that are dropped). Parts the official criteria/ never run are not converted:
+# AlexNet's classifier (LPIPS uses .features), MoCo's fc head, key encoder and queue (moco_loss.py keeps encoder_q).
+LOSS_NETWORK_LAYOUTS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
+    "ir_se50": (("input_layer.0.weight", "output_layer.3.weight"), "", ()),
+    "alexnet": (("features.0.weight", "features.10.weight"), "", ("classifier.",)),
+    "lpips_alex_lin": (("lin0.model.1.weight", "lin4.model.1.weight"), "", ()),
+    "moco_v2": (("module.encoder_q.conv1.weight", "module.encoder_q.layer4.2.bn3.weight"), "module.encoder_q.",
+                ("fc.",)),
+}
 
 
 @dataclass
@@ -164,6 +176,9 @@ def detect(checkpoint: Mapping[str, Any], source_name: str = "") -> Detected:
     if not isinstance(sd_obj, Mapping):
         raise _unknown_layout(checkpoint, source_name)
     sd = _tensors_of(sd_obj)
+    loss_network = _loss_network(sd)
+    if loss_network is not None:
+        return loss_network
 
     if any(k.startswith("hypernet.") for k in sd):
         sd = {k: v for k, v in sd.items() if not k.startswith("w_encoder.")}
@@ -193,6 +208,16 @@ def detect(checkpoint: Mapping[str, Any], source_name: str = "") -> Detected:
         if "encoder.linear.weight" in sd:
             return Detected("w_encoder", sd, WEncoderConfig(gen, spec).to_dict(), opts)
     raise _unknown_layout(checkpoint, source_name)
+
+
+def _loss_network(sd: Mapping[str, torch.Tensor]) -> Detected | None:
+    """A loss network of LOSS_NETWORK_LAYOUTS with its keys as our network has them, or None."""
+    for kind, (identifying, prefix, dropped) in LOSS_NETWORK_LAYOUTS.items():
+        if all(k in sd for k in identifying):
+            kept = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+            kept = {k: v for k, v in kept.items() if not k.startswith(dropped)}
+            return Detected(kind, kept, LossNetworkConfig(kind).to_dict(), {})
+    return None
 
 
 def _latent_avg(checkpoint: Mapping[str, Any], name: str, what: str) -> torch.Tensor:

@@ -57,6 +57,17 @@ REGISTRY: dict[str, Checkpoint] = {c.name: c for c in [
             "InterFaceGAN smile direction"),
     _github("pose", 37624, "736e0eacc8488fa0b020a2e7bd256b957284c364191dfea693705e5d06d43e7d",
             "InterFaceGAN pose direction (W+, 1024 models)"),
+    # Loss networks for `hyperstyle train` (the links the official HyperStyle / LPIPS / torchvision code uses).
+    _drive("model_ir_se50", "1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn", "IR-SE50 ArcFace (identity loss, faces)",
+           "model_ir_se50.pth"),
+    Checkpoint("alexnet", "alexnet.pth", ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
+               "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "AlexNet features (LPIPS loss)"),
+    Checkpoint("lpips_alex", "lpips_alex.pth",
+               ("https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/alex.pth",),
+               "https://github.com/richzhang/PerceptualSimilarity/tree/master/lpips/weights/v0.1",
+               "LPIPS v0.1 linear layers for AlexNet (LPIPS loss)"),
+    _drive("moco_v2_800ep_pretrain", "18rLcNGdteX5LwT7sv_F7HWr12HpVEzVe", "MoCo-v2 ResNet-50 (similarity loss, "
+           "cars and wild animals)"),
 ]}
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -64,15 +75,20 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "domain": ("restyle_e4e_ffhq_encode", "toonify", "pixar", "sketch", "disney_princess"),
     "cars": ("hyperstyle_cars", "cars_w_encoder"),
     "wild": ("hyperstyle_afhq_wild", "afhq_wild_w_encoder"),
+    "train_faces": ("alexnet", "lpips_alex", "model_ir_se50"),
+    "train_other": ("alexnet", "lpips_alex", "moco_v2_800ep_pretrain"),
 }
 
 
 def describe_registry() -> str:
-    """Human-readable list of the checkpoints and groups."""
+    """Human-readable list of the checkpoints and groups, and the web page of each file (the manual route)."""
     width = max(map(len, REGISTRY))
     lines = [f"{c.name:<{width}}  {c.description}" + (f" ({c.size} bytes, sha256 known)" if c.sha256 else "")
              for c in REGISTRY.values()]
     lines += ["", "groups:"] + [f"{g:<{width}}  {' '.join(names)}" for g, names in GROUPS.items()]
+    lines += ["", "by hand: save FILE.pt from its page, then run `hyperstyle convert FILE.pt --out models/`",
+              "(or serve the files under these names and pass --mirror URL, or set $HYPERSTYLE_DOWNLOAD_BASE):"]
+    lines += [f"{c.filename:<{width + 3}}  {c.page}" for c in REGISTRY.values()]
     return "\n".join(lines)
 
 

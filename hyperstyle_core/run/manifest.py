@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ except ImportError:
     fcntl = None
 
 __all__ = ["read_manifest", "record_key", "valid_text", "Manifest", "output_lock", "RunSummary", "OutputFolderError",
-           "output_folder_error", "FOLDER_ERRNOS"]
+           "output_folder_error", "FOLDER_ERRNOS", "updated_summary", "throughput"]
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +163,15 @@ def output_lock(folder: Path) -> Iterator[None]:
 
 @dataclass
 class RunSummary:
-    """Counts of one `run_folder` call. `images_per_second` = ok files / processing wall time (models loaded)."""
+    """Counts of one `run_folder` call. `images_per_second` = ok files / processing wall time (models loaded);
+    `reused`: photos rendered from their saved latent and deltas (no inversion)."""
     total: int = 0
     ok: int = 0
     skipped: int = 0
     error: int = 0
     already_done: int = 0
     skipped_before: int = 0
+    reused: int = 0
     seconds: float = 0.0
     codes: dict[str, int] = field(default_factory=dict)
     manifest: str = ""
@@ -179,13 +182,74 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
-        d["images_per_second"] = round(self.images_per_second, 4)
+        d["seconds"] = round(self.seconds, 3)
+        d["images_per_second"] = _significant(self.images_per_second)
         return d
 
     def line(self) -> str:
         parts = [f"{self.ok} ok", f"{self.skipped} skipped", f"{self.error} errors"]
         if self.already_done or self.skipped_before:
             parts.append(f"{self.already_done} already done, {self.skipped_before} skipped before")
+        if self.reused:
+            parts.append(f"{self.reused} rendered from saved latents")
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.codes.items()))
-        return (f"{self.total} files: " + ", ".join(parts) + (f" ({codes})" if codes else "")
-                + f"; {self.images_per_second:.2f} images/s")
+        speed = f"; {throughput(self.ok, self.seconds)}" if self.ok else ""
+        return f"{self.total} files: " + ", ".join(parts) + (f" ({codes})" if codes else "") + speed
+
+
+def _significant(x: float, digits: int = 4) -> float:
+    """`x` rounded to `digits` significant digits (0.000123 stays readable, unlike round(x, 4))."""
+    return float(f"{x:.{digits}g}")
+
+
+def throughput(images: int, seconds: float) -> str:
+    """"2.5 images/s", or under one image per second "0.041 images/s (24.1 s per image)"."""
+    if images <= 0 or seconds <= 0:
+        return "no images processed"
+    rate = images / seconds
+    if rate >= 1:
+        return f"{rate:.3g} images/s"
+    return f"{rate:.2g} images/s ({seconds / images:.1f} s per image)"
+
+
+MAX_RUNS_KEPT = 100     # summary.json keeps the latest runs' entries; the totals count every run
+
+
+def updated_summary(path: Path, run_id: str, summary: RunSummary) -> str:
+    """summary.json after this run, as JSON text: `runs` (the latest MAX_RUNS_KEPT runs, each with its counts,
+    seconds and images_per_second) and, at the top level, totals over every run (`runs_total`, ok, skipped, error,
+    reused, seconds, images_per_second, codes), so a re-run that does nothing keeps the real run's statistics.
+    An unreadable earlier summary (damaged, planted) starts the totals again."""
+    previous: dict = {}
+    try:
+        loaded = json.loads(path.read_text("utf-8"))
+        previous = loaded if isinstance(loaded, dict) and isinstance(loaded.get("runs"), list) else {}
+    except (OSError, ValueError, RecursionError):
+        previous = {}
+    this = {"run": run_id, **summary.to_dict()}
+    runs = [r for r in previous.get("runs", []) if isinstance(r, dict)][-(MAX_RUNS_KEPT - 1):] + [this]
+    totals = {"runs_total": _count(previous, "runs_total") + 1}
+    for key in ("ok", "skipped", "error", "reused"):
+        totals[key] = _count(previous, key) + getattr(summary, key)
+    seconds = _number(previous, "seconds") + summary.seconds
+    codes = {k: v for k, v in (previous.get("codes") or {}).items() if isinstance(v, int)} \
+        if isinstance(previous.get("codes"), dict) else {}
+    for k, v in summary.codes.items():
+        codes[k] = codes.get(k, 0) + v
+    totals.update(seconds=round(seconds, 3), codes=codes,
+                  images_per_second=_significant(totals["ok"] / seconds) if seconds > 0 else 0.0)
+    result = {**totals, "total": summary.total, "already_done": summary.already_done,
+              "skipped_before": summary.skipped_before, "manifest": summary.manifest, "last_run": run_id,
+              "runs": runs}
+    return json.dumps(valid_text(result), indent=1)
+
+
+def _count(d: dict, key: str) -> int:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+def _number(d: dict, key: str) -> float:
+    v = d.get(key)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return float(v) if ok else 0.0

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 from ..io.folders import LATENT_SUFFIX, InputFile, escape_undecodable
 from .options import RunOptions, edit_labels, transfer_label
 
-__all__ = ["output_names", "transfer_label", "assign_output_stems", "unique_stems", "named_png_files",
+__all__ = ["output_names", "output_kinds", "transfer_label", "assign_output_stems", "unique_stems", "named_png_files",
            "is_plain_name"]
 
 _SEPARATORS = {"/", "\\"} if os.name == "nt" else {"/"}
@@ -33,31 +33,51 @@ def is_plain_name(name: object) -> bool:
     return escape_undecodable(name) == name
 
 
-def output_names(out: str, options: RunOptions, latent_input: bool = False) -> list[str]:
-    """Every file `run_folder` writes for an input named `out` under `options`."""
+def output_kinds(out: str, options: RunOptions, latent_input: bool = False,
+                 pasted: bool | None = None) -> dict[str, tuple[str, str | None]]:
+    """Every file `run_folder` writes for an input named `out` under `options`, in writing order, each with its
+    (kind, label): kinds aligned, alignment, inversion, pasted, edit, edit_pasted, transfer, latent, deltas; the
+    label names the edit or transfer (None otherwise).
+
+    `pasted` says whether a saved-latent input can be pasted back (its run recorded the alignment and the photo is
+    still there); photos are pasted back when aligned. None: False for saved latents.
+    """
     p = options.products
-    face_outputs = []     # images of the face that also get a pasted version
-    names = []
+    if pasted is None or not latent_input:
+        pasted = not latent_input
+    names: dict[str, tuple[str, str | None]] = {}
+    face_outputs: list[tuple[str, str, str | None]] = []     # (base name, kind, label): these get a pasted version
     if not latent_input:
         if options.align and "aligned" in p:
-            names.append(f"{out}_aligned.png")
+            names[f"{out}_aligned.png"] = ("aligned", None)
         if options.align and "alignment" in p:
-            names.append(f"{out}_alignment.json")
+            names[f"{out}_alignment.json"] = ("alignment", None)
         if "inversion" in p:
-            face_outputs.append(f"{out}_inversion")
+            face_outputs.append((f"{out}_inversion", "inversion", None))
     if "edits" in p:
-        face_outputs += [f"{out}_{label}" for label in edit_labels(options.edits)]
-    names += [f"{f}.png" for f in face_outputs]
-    if options.align and options.paste and "pasted" in p and not latent_input:
-        names += [f"{out}_pasted.png" if f == f"{out}_inversion" else f"{f}_pasted.png" for f in face_outputs]
+        face_outputs += [(f"{out}_{label}", "edit", label) for label in edit_labels(options.edits)]
+    for base, kind, label in face_outputs:
+        names[f"{base}.png"] = (kind, label)
+    if options.align and options.paste and "pasted" in p and pasted:
+        for base, kind, label in face_outputs:
+            if kind == "inversion":
+                names[f"{out}_pasted.png"] = ("pasted", None)
+            else:
+                names[f"{base}_pasted.png"] = ("edit_pasted", label)
     if "transfers" in p:
-        names += [f"{out}_{transfer_label(t)}.png" for t in options.transfers]
+        for t in options.transfers:
+            names[f"{out}_{transfer_label(t)}.png"] = ("transfer", transfer_label(t))
     if not latent_input:
         if "latent" in p:
-            names.append(f"{out}{LATENT_SUFFIX}")
+            names[f"{out}{LATENT_SUFFIX}"] = ("latent", None)
         if "deltas" in p:
-            names.append(f"{out}_deltas.safetensors")
+            names[f"{out}_deltas.safetensors"] = ("deltas", None)
     return names
+
+
+def output_names(out: str, options: RunOptions, latent_input: bool = False, pasted: bool | None = None) -> list[str]:
+    """Every file `run_folder` writes for an input named `out` under `options` (see `output_kinds`)."""
+    return list(output_kinds(out, options, latent_input, pasted))
 
 
 def _stem_of(item: InputFile) -> str:
@@ -83,12 +103,15 @@ def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
     claimed: set[str] = set()
     result: dict[str, str] = {}
 
+    def names(item: InputFile, out: str) -> set[str]:
+        # Saved latents may be pasted back (when their run's records allow): claim those names too.
+        return {n.lower() for n in output_names(out, options, item.is_latent, pasted=True)}
+
     def fits(item: InputFile, out: str) -> bool:
-        files = {n.lower() for n in output_names(out, options, item.is_latent)}
-        return not files & claimed
+        return not names(item, out) & claimed
 
     def claim(item: InputFile, out: str) -> None:
-        claimed.update(n.lower() for n in output_names(out, options, item.is_latent))
+        claimed.update(names(item, out))
         result[item.key] = out
 
     clashing = _clashing_stems([_stem_of(item) for item in items])

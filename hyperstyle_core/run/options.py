@@ -14,7 +14,7 @@ from ..io.images import DEFAULT_MAX_PIXELS, MIN_IMAGE_SIDE
 
 __all__ = ["Edit", "parse_edits", "edit_labels", "transfer_label", "RunOptions", "PRODUCTS", "RESERVED_LABELS",
            "SKIP_CODES", "LATENT_SUFFIX", "MANIFEST_NAME", "SUMMARY_NAME", "LOCK_NAME", "DEFAULT_MAX_PIXELS",
-           "MIN_SIDE"]
+           "MIN_SIDE", "DELTAS_DTYPES"]
 
 MANIFEST_NAME = "manifest.jsonl"
 SUMMARY_NAME = "summary.json"
@@ -22,6 +22,7 @@ LOCK_NAME = ".hyperstyle_run.lock"
 MIN_SIDE = MIN_IMAGE_SIDE     # release-0.1 name, still reached as hyperstyle_core.batch.MIN_SIDE
 PRODUCTS = ("aligned", "alignment", "inversion", "pasted", "edits", "transfers", "latent", "deltas")
 RESERVED_LABELS = {"aligned", "alignment", "inversion", "pasted", "latent", "deltas"}
+DELTAS_DTYPES = ("float32", "float16", "bfloat16")     # storage of _deltas.safetensors; float32 is exact
 SKIP_CODES = {"not_an_image_type", "no_face", "too_small", "too_large"}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -92,6 +93,13 @@ class RunOptions:
         transfer_latent: "restyle" (official recipe: ReStyle-e4e W+ codes) or "w" (the W-encoder codes).
         paste: paste faces back into the photos (with alignment).
         products: which outputs to write (subset of PRODUCTS); `run` writes all of them.
+        manages: the products whose earlier outputs in the output folder this run owns (default: `products`):
+            an output of them that the options no longer produce (a removed edit) is deleted; outputs of other
+            products (what `transfer` finds of an earlier `edit` into the same folder) are kept. `hyperstyle run`
+            owns every product, so that --no-save-latents also removes the latents of an earlier run.
+        deltas_dtype: how `_deltas.safetensors` is stored: None (as computed: exact float32 with the default
+            model dtype), "float32", "float16" or "bfloat16" (half the bytes; renders from them differ slightly,
+            see the README).
         pattern: file-name patterns for folder inputs, ";"-separated, case-insensitive ("*" = every file).
         max_pixels: larger pictures are skipped before decoding.
         force: process every file again, ignoring the manifest.
@@ -112,6 +120,8 @@ class RunOptions:
     transfer_latent: str = "restyle"
     paste: bool = True
     products: frozenset[str] = frozenset(PRODUCTS)
+    manages: frozenset[str] | None = None
+    deltas_dtype: str | None = None
     pattern: str = "*"
     max_pixels: int = DEFAULT_MAX_PIXELS
     force: bool = False
@@ -126,9 +136,12 @@ class RunOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        unknown = set(self.products) - set(PRODUCTS)
+        unknown = (set(self.products) | set(self.manages or ())) - set(PRODUCTS)
         if unknown:
             raise ValueError(f"unknown products {sorted(unknown)}; choose from {', '.join(PRODUCTS)}")
+        if self.deltas_dtype is not None and self.deltas_dtype not in DELTAS_DTYPES:
+            raise ValueError(f"deltas_dtype must be None or one of {', '.join(DELTAS_DTYPES)}, got "
+                             f"{self.deltas_dtype!r}")
         if self.transfer_latent not in ("restyle", "w"):
             raise ValueError(f"transfer_latent must be 'restyle' or 'w', got {self.transfer_latent!r}")
         labels = edit_labels(self.edits) if "edits" in self.products else []
@@ -139,6 +152,19 @@ class RunOptions:
                                  f"{', '.join(sorted(RESERVED_LABELS))}); rename the direction or generator file")
         if len(set(labels)) != len(labels):
             raise ValueError(f"edits and transfers must have distinct names, got {', '.join(labels)}")
+
+    @property
+    def managed(self) -> frozenset[str]:
+        """`manages`, or `products` when not given."""
+        return frozenset(self.products if self.manages is None else self.manages)
+
+    @property
+    def stored_deltas_dtype(self) -> str:
+        """The dtype `_deltas.safetensors` is written in: `deltas_dtype`, else the models' dtype (float32)."""
+        if self.deltas_dtype is not None:
+            return self.deltas_dtype
+        name = str(self.dtype or "float32").removeprefix("torch.")
+        return name if name in DELTAS_DTYPES else "float32"
 
     @property
     def needs_models(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -21,6 +22,7 @@ from PIL import Image
 
 from hyperstyle_core import AlignmentInfo, WeightDeltas, load
 from hyperstyle_core.io.folders import collect_inputs
+from hyperstyle_core.io.latents import load_latent_file, save_latent
 from hyperstyle_core.run.manifest import read_manifest
 from hyperstyle_core.run.naming import assign_output_stems, output_names, unique_stems
 from hyperstyle_core.run.options import RunOptions, parse_edits
@@ -364,9 +366,25 @@ def test_official_chain_with_recipe_weights(models_dir, tmp_path):
                  "--edit", "smile=+2", "--quiet"]) == 0
     assert main(["transfer", str(out), "--output", str(again), "--models", str(models_dir), "--device", "cpu",
                  "--transfer", "toonify.safetensors", "--quiet"]) == 0
-    assert visible_files(again) == {f"{stem}_smile.png", f"{stem}_toonify.png"}
+    # edit pastes back (the run recorded the photo and its alignment); transfer keeps edit's outputs
+    assert visible_files(again) == {f"{stem}_smile.png", f"{stem}_smile_pasted.png", f"{stem}_toonify.png"}
     np.testing.assert_array_equal(np.asarray(Image.open(again / f"{stem}_toonify.png")),
                                   np.asarray(Image.open(out / f"{stem}_toonify.png")))
+    with Image.open(again / f"{stem}_smile_pasted.png") as im:
+        assert im.size == Image.open(PHOTOS / "face_image.jpg").size
+
+    # A run folder whose latents hold no ReStyle latent (a run without --transfer): transfer computes them once,
+    # from the saved aligned crops, stores them, and renders exactly what `run --transfer` rendered.
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain)
+    latent_file = plain / f"{stem}_latent.safetensors"
+    saved = load_latent_file(latent_file)
+    save_latent(latent_file, saved["latent"], extra_metadata={"source_image": "face_image.jpg"})
+    toon = tmp_path / "toon"
+    assert main(["transfer", str(plain), "--output", str(toon), "--models", str(models_dir), "--device", "cpu",
+                 "--transfer", "toonify", "--quiet"]) == 0
+    assert (toon / f"{stem}_toonify.png").read_bytes() == (out / f"{stem}_toonify.png").read_bytes()
+    assert torch.equal(load_latent_file(latent_file)["restyle_latent"], saved["restyle_latent"])
 
 
 def test_clear_errors_before_any_work(tiny, tmp_path, capsys):

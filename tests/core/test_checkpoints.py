@@ -13,15 +13,20 @@ from conftest import MANIFESTS
 from hyperstyle_core import Generator, HyperStyleModel, ReStyleE4EModel, WEncoderModel, load, read_info
 from hyperstyle_core.io.convert import convert, detect
 from hyperstyle_core.io.unpickle import read_official_checkpoint
+from hyperstyle_core.nn.loss_networks import IRSE50, AlexNetFeatures, LPIPSLinear, MoCoResNet50
 
-# Loss networks (LPIPS AlexNet and its linear layers, IR-SE50, MoCo-v2) are training inputs, not models to convert.
+# The loss networks of training (LPIPS AlexNet and its linear layers, IR-SE50, MoCo-v2), in their original layouts.
 LOSS_NETWORK_KINDS = {"alexnet", "lpips_alex_lin", "ir_se50", "moco_v2"}
-ALL_KINDS = sorted(p.stem for p in MANIFESTS.glob("*.json") if p.stem not in LOSS_NETWORK_KINDS)
+ALL_KINDS = sorted(p.stem for p in MANIFESTS.glob("*.json"))
 EXPECTED_KIND = {"hyperstyle": HyperStyleModel, "w_encoder": WEncoderModel, "restyle_e4e": ReStyleE4EModel,
-                 "stylegan2": Generator}
+                 "stylegan2": Generator, "ir_se50": IRSE50, "alexnet": AlexNetFeatures, "lpips_alex_lin": LPIPSLinear,
+                 "moco_v2": MoCoResNet50}
+MOCO_PREFIX = "module.encoder_q."
 
 
 def _kind_of(manifest_kind: str) -> str:
+    if manifest_kind in LOSS_NETWORK_KINDS:
+        return manifest_kind
     for prefix, kind in (("hyperstyle_", "hyperstyle"), ("restyle_e4e_", "restyle_e4e"), ("stylegan2_", "stylegan2")):
         if manifest_kind.startswith(prefix):
             return kind
@@ -29,15 +34,45 @@ def _kind_of(manifest_kind: str) -> str:
 
 
 def test_every_manifest_kind_is_covered():
-    """13 inference kinds (the released checkpoints and the test-size ones); a new kind must be added on purpose."""
-    assert len(ALL_KINDS) == 13
-    assert LOSS_NETWORK_KINDS <= {p.stem for p in MANIFESTS.glob("*.json")}
+    """13 inference kinds (the released checkpoints and the test-size ones) and 4 loss networks; a new kind must be
+    added on purpose."""
+    assert len(ALL_KINDS) == 17
+    assert LOSS_NETWORK_KINDS <= set(ALL_KINDS)
+
+
+@pytest.fixture(scope="module")
+def converted_any(converted, recipe, tmp_path_factory):
+    """`converted`, plus the loss networks: plain state dicts (MoCo: {'state_dict': ...}) as their official files
+    hold them, which the shared fixture's make_checkpoint does not write."""
+    folder, done = tmp_path_factory.mktemp("loss_networks"), {}
+
+    def convert_kind(manifest_kind: str):
+        if manifest_kind not in LOSS_NETWORK_KINDS:
+            return converted(manifest_kind)
+        if manifest_kind not in done:
+            sd = recipe.make_state_dict(MANIFESTS / f"{manifest_kind}.json")
+            src = folder / f"{manifest_kind}.pt"
+            torch.save({"state_dict": sd} if manifest_kind == "moco_v2" else sd, src)
+            done[manifest_kind] = convert(src, folder / "converted")
+            src.unlink()
+        return done[manifest_kind]
+    return convert_kind
+
+
+def _as_converted(manifest_kind: str, reference: dict) -> dict:
+    """Recipe keys as the converted file holds them: what the official criteria/ use (AlexNet without its
+    classifier, MoCo's query encoder without fc and its prefix)."""
+    if manifest_kind == "alexnet":
+        return {k: v for k, v in reference.items() if not k.startswith("classifier.")}
+    if manifest_kind == "moco_v2":
+        return {k.removeprefix(MOCO_PREFIX): v for k, v in reference.items() if not k.startswith(MOCO_PREFIX + "fc.")}
+    return reference
 
 
 @pytest.mark.parametrize("manifest_kind", ALL_KINDS)
-def test_every_kind_converts_and_loads_strictly(manifest_kind, converted, recipe):
+def test_every_kind_converts_and_loads_strictly(manifest_kind, converted_any, recipe):
     """Convert a recipe-built official checkpoint, load it, and compare every tensor with the recipe."""
-    path = converted(manifest_kind)
+    path = converted_any(manifest_kind)
     assert path.name == f"{manifest_kind}.safetensors"          # the converter keeps the file stem
     info = read_info(path)
     kind = _kind_of(manifest_kind)
@@ -47,7 +82,7 @@ def test_every_kind_converts_and_loads_strictly(manifest_kind, converted, recipe
     assert isinstance(model, EXPECTED_KIND[kind])
     assert not model.training
     manifest = json.loads((MANIFESTS / f"{manifest_kind}.json").read_text())
-    reference = recipe.make_state_dict(MANIFESTS / f"{manifest_kind}.json")
+    reference = _as_converted(manifest_kind, recipe.make_state_dict(MANIFESTS / f"{manifest_kind}.json"))
     ours = dict(model.state_dict())
     if kind == "stylegan2":
         ours["latent_avg"] = model.latent_avg
@@ -66,6 +101,42 @@ def test_every_kind_converts_and_loads_strictly(manifest_kind, converted, recipe
         if model.input_spec.is_cars:
             assert (model.input_spec.height, model.input_spec.width) == (192, 256)
             assert model.generator.config.output_crop == (64, 448)
+
+
+def test_released_moco_file_keeps_only_the_query_encoder(recipe, tmp_path):
+    """The released MoCo-v2 file also holds the key encoder, the queue, the epoch and the optimizer state: the
+    converter keeps encoder_q minus fc (criteria/moco_loss.py), and refuses nothing of what torch.save wrote."""
+    sd = recipe.make_state_dict(MANIFESTS / "moco_v2.json")
+    sd.update({"module.encoder_k.conv1.weight": torch.zeros(64, 3, 7, 7), "module.queue": torch.zeros(128, 8),
+               "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
+    src = tmp_path / "moco_v2_800ep_pretrain.pt"
+    torch.save({"epoch": 800, "arch": "resnet50", "state_dict": sd,
+                "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(3)}},
+                              "param_groups": [{"lr": 0.03, "momentum": 0.9, "params": [0]}]}}, src)
+    model = load(convert(src, tmp_path), device="cpu", expect="moco_v2")
+    assert isinstance(model, MoCoResNet50)
+    assert torch.equal(model.conv1.weight, sd[MOCO_PREFIX + "conv1.weight"])
+    assert not [k for k in model.state_dict() if k.startswith(("fc.", "module."))]
+
+
+def test_loss_network_file_with_a_config_is_refused(converted_any, tmp_path):
+    """Loss networks have fixed architectures: a stored config with fields is not one this release wrote."""
+    from safetensors import safe_open
+    with safe_open(str(converted_any("lpips_alex_lin")), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata()
+    meta["config"] = json.dumps({"layers": 7})
+    bad = tmp_path / "alex.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(ValueError, match=r"invalid perceptual-loss calibration .* config: the lpips_alex_lin config "
+                                         r"must be an empty JSON object"):
+        load(bad)
+
+
+def test_wrong_loss_network_kind_is_named(converted_any):
+    with pytest.raises(ValueError, match=r"is a perceptual-loss calibration \(LPIPS linear layers\) file, but a "
+                                         r"face-identity network \(IR-SE50, ID loss\) is needed.*model_ir_se50"):
+        load(converted_any("lpips_alex_lin"), expect="ir_se50")
 
 
 def test_shared_hypernet_is_stored_once(converted):

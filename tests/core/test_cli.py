@@ -51,9 +51,11 @@ def test_bad_files_are_reported_and_skipped(models_256, converted, tmp_path, cap
 
 
 def test_missing_models_give_a_clear_error(tmp_path, capsys):
-    code = main(["invert", "x.jpg", "--models", str(tmp_path), "--device", "cpu"])
+    code = main(["invert", "x.jpg", "--models", str(tmp_path), "--out", str(tmp_path / "out"), "--device", "cpu"])
     assert code == 2
-    assert "hyperstyle_ffhq.safetensors does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "hyperstyle_ffhq.safetensors does not exist" in err and "`hyperstyle download faces`" in err
+    assert "hyperstyle convert" in err and not (tmp_path / "out").exists()
 
 
 def test_convert_rejects_garbage(tmp_path, capsys):

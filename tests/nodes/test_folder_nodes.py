@@ -45,7 +45,7 @@ def test_metadata(nodes, pack):
         assert cls.CATEGORY == "HyperStyle/batch" and cls.FUNCTION == "execute" and cls.DESCRIPTION
         assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
         assert all(spec[1].get("tooltip") for spec in cls.INPUT_TYPES()["required"].values())
-    assert pack.NODE_DISPLAY_NAME_MAPPINGS["HyperStyleLoadImageFolder"] == "HyperStyle Load Image Folder"
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["HyperStyleLoadImageFolder"] == "HyperStyle Load Image Folder (batch)"
     assert nodes["HyperStyleSaveImagesNamed"].OUTPUT_NODE
     assert nodes["HyperStyleSaveImagesNamed"].INPUT_TYPES()["required"]["names"][1]["forceInput"]
 

@@ -47,7 +47,7 @@ def _files(root: Path) -> set[Path]:
 def _save(pack, node_id: str, prefix: str):
     """Run a save node with small valid inputs (the prefix is checked before they are used)."""
     from hyperstyle_pack.hyperstyle_core.deltas import GeneratorSignature, WeightDeltas
-    from hyperstyle_pack.hyperstyle_core.testing import tiny_generator_config
+    from hyperstyle_pack.hyperstyle_core.testing import tiny_generator, tiny_generator_config
     node = pack.NODE_CLASS_MAPPINGS[node_id]()
     if node_id == "HyperStyleSaveDeltas":
         signature = GeneratorSignature.of(tiny_generator_config())
@@ -58,10 +58,10 @@ def _save(pack, node_id: str, prefix: str):
     if node_id == "HyperStyleSaveAnimation":
         return node.execute(torch.rand(2, 8, 8, 3), prefix, format="gif")
     if node_id == "HyperStyleComputeGanSpace":
-        return node.execute(None, 16, 4, 0, prefix)       # refused before the generator is used
+        return node.execute(tiny_generator(), 16, 4, 0, prefix)       # refused before the generator is used
     if node_id == "HyperStyleFitDirection":
         return node.execute(torch.randn(4, 10, 64), "0,1,0,1", "svm", prefix)
-    return node.execute(None, "ViT-B-32.pt", 2, prefix)
+    return node.execute(tiny_generator(), "ViT-B-32.pt", 2, prefix)     # refused before CLIP is looked for
 
 
 @pytest.mark.parametrize("node_id", list(SAVE_NODES))
@@ -190,9 +190,11 @@ def test_model_pickers_refuse_names_that_leave_the_model_folders(pack, env):
                                              r"the hyperstyle model folders\)"):
             load_direction().execute(name)
     # Other nodes that pick from the model folders go through the same lookup.
+    from hyperstyle_pack.hyperstyle_core.testing import tiny_generator
     with pytest.raises(ValueError, match=r"Model file '\.\./x\.pt' has '\.' or '\.\.' parts"):
-        pack.NODE_CLASS_MAPPINGS["HyperStyleStyleCLIPEdit"]().execute(None, torch.zeros(1, 10, 64), "../x.pt",
-                                                                       "s.safetensors", "fs3.safetensors", "a", "b")
+        pack.NODE_CLASS_MAPPINGS["HyperStyleStyleCLIPEdit"]().execute(tiny_generator(), torch.zeros(1, 10, 32),
+                                                                       "../x.pt", "s.safetensors", "fs3.safetensors",
+                                                                       "a", "b")
     with pytest.raises(ValueError, match=r"Model file '/etc/passwd' is an absolute path"):
         pack.NODE_CLASS_MAPPINGS["HyperStyleLoadGanSpace"]().execute("/etc/passwd")
     # A file inside, in a sub-folder too, still loads.

@@ -37,16 +37,19 @@ def test_registration_and_metadata(pack):
         assert node_id.startswith("HyperStyle") and names[node_id].startswith("HyperStyle ")
         assert cls.CATEGORY.startswith("HyperStyle/") and cls.FUNCTION == "execute"
         assert cls.DESCRIPTION and len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
-        for section in cls.INPUT_TYPES().values():
+        for section_name, section in cls.INPUT_TYPES().items():
+            if section_name == "hidden":        # filled by ComfyUI (prompt, workflow), never shown
+                continue
             for input_name, spec in section.items():
                 assert spec[1].get("tooltip"), f"{node_id}.{input_name} has no tooltip"
         for t in cls.RETURN_TYPES:
             assert t in ("IMAGE", "STRING") or t.startswith("HYPERSTYLE_")
 
 
-def test_model_files_are_listed(nodes):
+def test_model_files_are_listed_by_kind(nodes):
     options = nodes["HyperStyleLoadModel"].INPUT_TYPES()["required"]["model_file"][0]
-    assert "hyperstyle_ffhq.safetensors" in options and "toonify.safetensors" in options
+    assert "hyperstyle_ffhq.safetensors" in options and "toonify.safetensors" not in options
+    assert "toonify.safetensors" in nodes["HyperStyleLoadGenerator"].INPUT_TYPES()["required"]["model_file"][0]
 
 
 def test_loader_reuses_live_models_and_unload_forgets_them(nodes, pack):
