@@ -1,8 +1,15 @@
-"""Every workflow file runs through the node classes in ComfyUI's execution order, widget values mapped onto
-INPUT_TYPES the way the frontend does, on recipe weights converted by our converter."""
+"""Every example workflow runs through the node classes in ComfyUI's execution order, widget values mapped onto
+INPUT_TYPES the way the frontend does, on recipe weights converted by our converter; its layout reads at fit-view
+zoom; the PNGs it saves carry it back to the canvas."""
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
+import os
+import re
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +18,12 @@ import torch
 from PIL import Image
 
 from conftest import REPO, SHARED  # noqa: E402
+from hyperstyle_core.io.registry import GROUPS, expand_names
 
-WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+TEMPLATES = REPO / "example_workflows"        # ComfyUI's template folder for custom node packs
+WORKFLOWS = sorted(TEMPLATES.glob("*.json"))
 WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING"}
+VIRTUAL_TYPES = {"Note", "MarkdownNote"}      # frontend-only nodes: never sent to the server
 PHOTOS = SHARED / "data" / "photos"
 
 
@@ -92,6 +102,8 @@ def to_prompt(workflow: dict, classes: dict) -> dict:
     links = {link[0]: link for link in workflow["links"]}
     prompt = {}
     for node in workflow["nodes"]:
+        if node["type"] in VIRTUAL_TYPES:
+            continue
         cls = classes[node["type"]]
         names = widget_names(cls)
         values = node.get("widgets_values") or []
@@ -140,8 +152,23 @@ def execution_order(prompt: dict) -> list[int]:
     return order
 
 
+def api_prompt(prompt: dict) -> dict:
+    """The API form ComfyUI hands to nodes as the hidden PROMPT input: {"id": {"class_type", "inputs"}}."""
+    return {str(nid): {"class_type": node_type,
+                       "inputs": {k: ([str(v[0]), v[1]] if isinstance(v, tuple) else v) for k, v in inputs.items()}}
+            for nid, (node_type, inputs) in prompt.items()}
+
+
+def hidden_inputs(cls, nid: int, workflow: dict, prompt: dict) -> dict:
+    """What ComfyUI's executor fills in for a node's hidden inputs (the frontend sends the graph as
+    extra_data.extra_pnginfo.workflow)."""
+    values = {"PROMPT": api_prompt(prompt), "EXTRA_PNGINFO": {"workflow": workflow}, "UNIQUE_ID": str(nid)}
+    return {name: values[kind] for name, kind in (cls.INPUT_TYPES().get("hidden") or {}).items() if kind in values}
+
+
 def run_workflow(path: Path, classes: dict) -> dict:
-    prompt = to_prompt(json.loads(path.read_text()), classes)
+    workflow = json.loads(path.read_text())
+    prompt = to_prompt(workflow, classes)
     validate(prompt, classes)
     results = {}
     for nid in execution_order(prompt):
@@ -149,10 +176,10 @@ def run_workflow(path: Path, classes: dict) -> dict:
         cls = classes[node_type]
         kwargs = {k: (results[v[0]][v[1]] if isinstance(v, tuple) else v) for k, v in inputs.items()}
         if hasattr(cls, "VALIDATE_INPUTS"):
-            import inspect
             wanted = inspect.signature(cls.VALIDATE_INPUTS).parameters
             verdict = cls.VALIDATE_INPUTS(**{k: v for k, v in kwargs.items() if k in wanted})
             assert verdict is True, f"node {nid} ({node_type}): {verdict}"
+        kwargs.update(hidden_inputs(cls, nid, workflow, prompt))
         out = getattr(cls(), cls.FUNCTION if hasattr(cls, "FUNCTION") else "execute")(**kwargs)
         results[nid] = out["result"] if isinstance(out, dict) else out
     return results
@@ -196,7 +223,7 @@ def test_workflow_runs(path, classes):
     if path.stem == "hyperstyle_edit_sweep":
         pasted = [im for p, im in _Sink.collected if p == "HyperStyle/age_sweep_pasted"][0]
         assert pasted.shape[0] == 5                                   # one composite per sweep factor
-        animations = list((Path(__import__("os").environ["HYPERSTYLE_OUTPUT_DIR"]) / "HyperStyle")
+        animations = list((Path(os.environ["HYPERSTYLE_OUTPUT_DIR"]) / "HyperStyle")
                           .glob("age_sweep_*.webp"))
         assert len(animations) == 1
         with Image.open(animations[0]) as im:
@@ -205,8 +232,10 @@ def test_workflow_runs(path, classes):
         saved = [im for p, im in _Sink.collected if p == "HyperStyle/batch"][0]
         assert saved.shape[0] == 3
     if path.stem == "hyperstyle_folder":     # every photo saved under its own name (car_image: no face, unchanged)
-        saved = Path(__import__("os").environ["HYPERSTYLE_OUTPUT_DIR"]) / "hyperstyle_folder"
+        saved = Path(os.environ["HYPERSTYLE_OUTPUT_DIR"]) / "HyperStyle" / "folder"
         assert sorted(p.name for p in saved.iterdir()) == [Path(n).stem + "_pasted.png" for n in FOLDER_PHOTOS]
+        for png in saved.iterdir():                          # each carries the graph it came from
+            assert json.loads(frontend_png_text(png.read_bytes())["workflow"]) == json.loads(path.read_text())
 
 
 def test_workflow_model_names_are_the_documented_ones():
@@ -216,3 +245,194 @@ def test_workflow_model_names_are_the_documented_ones():
             for value in node.get("widgets_values") or []:
                 if isinstance(value, str) and value.endswith(".safetensors"):
                     assert value in readme, f"{path.name} uses {value}, which the README never tells users to create"
+
+
+# ---------------------------------------------------------------- the files are the builder's
+def _builder():
+    if "build_workflows" in sys.modules:
+        return sys.modules["build_workflows"]
+    spec = importlib.util.spec_from_file_location("build_workflows", REPO / "tools" / "build_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_workflows"] = module        # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_workflow_files_are_what_the_builder_writes(pack):
+    builder = _builder()
+    assert sorted(builder.WORKFLOWS) == [p.name for p in WORKFLOWS]
+    for path in WORKFLOWS:
+        assert json.loads(path.read_text()) == builder.WORKFLOWS[path.name](), \
+            f"{path.name} differs from tools/build_workflows.py: run python tools/build_workflows.py"
+
+
+def test_templates_are_listed_once():
+    """ComfyUI serves a pack's templates from each of these folders; a second copy would list every one twice."""
+    for folder in ("example", "examples", "workflow", "workflows"):
+        assert not list((REPO / folder).glob("*.json")), f"{folder}/ holds workflows: keep them in example_workflows/"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_template_has_a_readable_thumbnail(path):
+    """The template browser asks for <name>.jpg beside each workflow (a 404 gives a placeholder)."""
+    thumb = path.with_suffix(".jpg")
+    assert thumb.is_file(), f"{thumb.name} missing: python tools/build_workflows.py --thumbnails SHOTS"
+    with Image.open(thumb) as im:
+        assert im.format == "JPEG" and 320 <= im.width <= 1024 and 200 <= im.height <= 768
+    assert thumb.stat().st_size < 150_000
+
+
+# ---------------------------------------------------------------- layout: readable at fit-view
+TITLE_H = 30              # LiteGraph draws the title bar above node.pos
+FIT_MARGIN = 0.75         # the frontend's fitView: zoom = 0.75 * window / graph bounds
+LOW_DETAIL_ZOOM = 8 / 14  # below it nodes lose their text (min font size for LOD 8 px / node text 14 px)
+READABLE = (1600, 1000)   # graph bounds: fit-view of a 1600x1000 window >= 0.75, of 1280x800 >= 0.6
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _rect(node: dict) -> tuple[float, float, float, float]:
+    x, y = node["pos"]
+    w, h = node["size"]
+    return x, y - TITLE_H, x + w, y + h
+
+
+def _overlap(a, b, clearance: float = 0.0) -> bool:
+    return a[0] < b[2] + clearance and b[0] < a[2] + clearance and a[1] < b[3] + clearance and b[1] < a[3] + clearance
+
+
+def _bounds(workflow: dict) -> tuple[float, float]:
+    rects = [_rect(n) for n in workflow["nodes"]]
+    rects += [(x, y, x + w, y + h) for x, y, w, h in (g["bounding"] for g in workflow["groups"])]
+    return (max(r[2] for r in rects) - min(r[0] for r in rects), max(r[3] for r in rects) - min(r[1] for r in rects))
+
+
+SHOWS_IMAGES = {"PreviewImage", "SaveImage", "HyperStyleSaveImagesNamed"}   # get an image preview after a run
+
+
+def frontend_min_height(node: dict) -> int:
+    """LiteGraph computeSize of the ComfyUI 1.35 frontend, measured: 20 px per socket row, 24 per widget row, 14 px
+    margin (6 without widgets); LoadImage keeps ~326 px for its picture, and a node showing results gets a 220 px
+    image preview (then 18 px margin). A node saved smaller is grown, into its neighbours."""
+    if node["type"] == "LoadImage":
+        return 326
+    slots = max(len(node.get("inputs") or []), len(node.get("outputs") or []), 1)
+    widgets = len(node.get("widgets_values") or [])
+    if node["type"] in SHOWS_IMAGES:
+        return 20 * slots + 24 * widgets + 220 + 18
+    return 20 * slots + 24 * widgets + (14 if widgets else 6)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_no_node_touches_another(path):
+    nodes = _load(path)["nodes"]
+    for node in nodes:
+        if node["type"] not in VIRTUAL_TYPES:
+            assert node["size"][1] >= frontend_min_height(node), \
+                f"{path.name}: node {node['id']} ({node['type']}) would grow into its neighbours when loaded"
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            assert not _overlap(_rect(a), _rect(b), clearance=10), \
+                f"{path.name}: nodes {a['id']} and {b['id']} overlap or touch"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_fit_view_lands_at_readable_zoom(path):
+    width, height = _bounds(_load(path))
+    assert width <= READABLE[0] and height <= READABLE[1], f"{path.name} is {width:.0f} x {height:.0f} canvas px"
+    for window, wanted in (((1600, 1000), 0.75), ((1280, 800), 0.6), ((1920, 1080), 0.8)):
+        zoom = min(FIT_MARGIN * window[0] / width, FIT_MARGIN * window[1] / height)
+        assert zoom >= wanted > LOW_DETAIL_ZOOM, f"{path.name}: fit-view of a {window} window at {zoom:.2f}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_groups_hold_the_steps(path):
+    """Every working node sits inside exactly one group (a step: align, invert, edit, paste back, save), and the
+    groups do not overlap."""
+    workflow = _load(path)
+    groups = [(x, y, x + w, y + h) for x, y, w, h in (g["bounding"] for g in workflow["groups"])]
+    titles = [g["title"] for g in workflow["groups"]]
+    for step in ("align", "invert", "save"):
+        assert any(step in t.lower() for t in titles), f"{path.name}: no {step} group in {titles}"
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            assert not _overlap(a, b), f"{path.name}: groups {titles[i]!r} and another overlap"
+    for node in workflow["nodes"]:
+        if node["type"] in VIRTUAL_TYPES:
+            continue
+        r = _rect(node)
+        inside = [t for t, g in zip(titles, groups) if g[0] <= r[0] and g[1] <= r[1] and r[2] <= g[2] and r[3] <= g[3]]
+        assert len(inside) == 1, f"{path.name}: node {node['id']} ({node['type']}) is in groups {inside}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_repeated_node_types_have_distinct_titles(path):
+    nodes = _load(path)["nodes"]
+    for node_type, count in Counter(n["type"] for n in nodes if n["type"] not in VIRTUAL_TYPES).items():
+        if count > 1:
+            titles = [n.get("title") for n in nodes if n["type"] == node_type]
+            assert None not in titles and len(set(titles)) == count, f"{path.name}: {node_type} titles {titles}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_note_names_the_files_and_the_command_that_gets_them(path):
+    workflow = _load(path)
+    notes = [n for n in workflow["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1 and len(notes[0]["widgets_values"]) == 1
+    text = notes[0]["widgets_values"][0]
+    files = {v for n in workflow["nodes"] for v in n.get("widgets_values") or []
+             if isinstance(v, str) and v.endswith(".safetensors")}
+    assert files and all(name in text for name in files), f"{path.name}: the Note lacks some of {sorted(files)}"
+    command = re.search(r"python -m hyperstyle_core download ([a-z_ ]+)\n", text)
+    assert command, f"{path.name}: the Note has no download command"
+    groups = command.group(1).split()
+    assert set(groups) <= set(GROUPS), f"{path.name}: {groups} are not download groups"
+    fetched = set(expand_names(groups))
+    assert {Path(f).stem for f in files} <= fetched, f"{path.name}: the command does not fetch {sorted(files)}"
+
+
+# ---------------------------------------------------------------- saved PNGs carry the workflow back
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def frontend_png_text(data: bytes) -> dict[str, str]:
+    """The ComfyUI frontend's reader of dropped PNGs (getFromPngBuffer in its scripts/metadata/png), in Python:
+    tEXt / iTXt / comf chunks, keyword up to the first NUL, the rest decoded as UTF-8. ComfyUI's Python side has no
+    reader; the frontend then JSON.parses the "workflow" entry and loads it as the graph."""
+    assert data[:8] == PNG_SIGNATURE
+    found, offset = {}, 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset:offset + 4], "big")
+        kind = data[offset + 4:offset + 8].decode("latin-1")
+        if kind in ("tEXt", "comf", "iTXt"):
+            start = offset + 8
+            end = data.index(b"\0", start)
+            found[data[start:end].decode("latin-1")] = data[end + 1:start + length].decode("utf-8")
+        offset += 12 + length
+    return found
+
+
+def test_saved_pngs_restore_their_workflow(pack, tmp_path, monkeypatch):
+    """Dragging a saved PNG onto the canvas restores the graph: Save Images Named embeds the workflow and the prompt
+    (hidden inputs EXTRA_PNGINFO / PROMPT, as core SaveImage does) and both read back unchanged."""
+    monkeypatch.setenv("HYPERSTYLE_OUTPUT_DIR", str(tmp_path))
+    classes = {**pack.NODE_CLASS_MAPPINGS, **CORE_NODES}
+    workflow = _load(TEMPLATES / "hyperstyle_folder.json")
+    prompt = to_prompt(workflow, classes)
+    save = classes["HyperStyleSaveImagesNamed"]
+    assert save.INPUT_TYPES()["hidden"] == {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
+    images = torch.rand(2, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    save().execute(images, "a.jpg\nb.png", "HyperStyle/folder", "_pasted",
+                   **hidden_inputs(save, 9, workflow, prompt))
+    saved = sorted((tmp_path / "HyperStyle" / "folder").glob("*.png"))
+    assert [p.name for p in saved] == ["a_pasted.png", "b_pasted.png"]
+    for png in saved:
+        chunks = frontend_png_text(png.read_bytes())
+        restored = json.loads(chunks["workflow"])
+        assert restored == workflow
+        assert json.loads(chunks["prompt"]) == api_prompt(prompt)
+        with Image.open(png) as im:                       # PIL (what Python tools read) agrees
+            assert json.loads(im.text["workflow"]) == workflow
+        assert to_prompt(restored, classes) == prompt     # the restored graph runs the same
