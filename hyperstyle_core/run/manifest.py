@@ -231,13 +231,17 @@ def updated_summary(path: Path, run_id: str, summary: RunSummary) -> str:
     totals = {"runs_total": _count(previous, "runs_total") + 1}
     for key in ("ok", "skipped", "error", "reused"):
         totals[key] = _count(previous, key) + getattr(summary, key)
-    seconds = _number(previous, "seconds") + summary.seconds
+    # A run that found every file done adds no processing time: the totals keep the real runs' throughput.
+    worked = summary.ok + summary.skipped + summary.error > 0
+    seconds = _number(previous, "seconds") + (summary.seconds if worked else 0.0)
     codes = {k: v for k, v in (previous.get("codes") or {}).items() if isinstance(v, int)} \
         if isinstance(previous.get("codes"), dict) else {}
     for k, v in summary.codes.items():
         codes[k] = codes.get(k, 0) + v
-    totals.update(seconds=round(seconds, 3), codes=codes,
-                  images_per_second=_significant(totals["ok"] / seconds) if seconds > 0 else 0.0)
+    rate = _significant(totals["ok"] / seconds) if seconds > 0 else 0.0
+    if not worked and "images_per_second" in previous:
+        rate = _number(previous, "images_per_second")
+    totals.update(seconds=round(seconds, 3), codes=codes, images_per_second=rate)
     result = {**totals, "total": summary.total, "already_done": summary.already_done,
               "skipped_before": summary.skipped_before, "manifest": summary.manifest, "last_run": run_id,
               "runs": runs}
