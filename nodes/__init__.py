@@ -2,6 +2,7 @@
 from .deltas import (HyperStyleLoadDeltas, HyperStyleLoadLatent, HyperStyleSaveDeltas, HyperStyleSaveLatent,
                      HyperStyleTransferDeltas)
 from .animate import HyperStyleInterpolate, HyperStyleSaveAnimation
+from .compare import HyperStyleCompare
 from .edit import (HyperStyleComputeGanSpace, HyperStyleFitDirection, HyperStyleGanSpaceEdit, HyperStyleLatentEdit,
                    HyperStyleLatentEditSweep, HyperStyleLoadGanSpace)
 from .face import HyperStyleAlignFace, HyperStylePasteBack
@@ -42,6 +43,7 @@ NODE_CLASS_MAPPINGS = {
     "HyperStyleLoadLatent": HyperStyleLoadLatent,
     "HyperStyleLoadImageFolder": HyperStyleLoadImageFolder,
     "HyperStyleSaveImagesNamed": HyperStyleSaveImagesNamed,
+    "HyperStyleCompare": HyperStyleCompare,
 }
 
 # Display names carry the task words users search for ("invert", "toonify", "edit age"); see _names.py.

@@ -31,7 +31,7 @@ OFFICIAL_PT_KINDS = {
                      "disney_princess"), "stylegan2"),
     "restyle_e4e_ffhq_encode": "restyle_e4e",
     **dict.fromkeys(("age", "smile", "pose"), "direction"),
-    # training's loss networks: no node loads them, so no picker lists them
+    # loss networks: the Compare node's pickers (LPIPS, ID); MoCo is used by training only
     "model_ir_se50": "ir_se50", "alexnet-owt-7be5be79": "alexnet", "alex": "lpips_alex_lin",
     "alexnet": "alexnet", "lpips_alex": "lpips_alex_lin",     # the names `hyperstyle download` saves them under
     "moco_v2_800ep_pretrain": "moco_v2",

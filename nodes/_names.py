@@ -38,6 +38,7 @@ NAMES: dict[str, tuple[str, str]] = {
     "HyperStyleLoadLatent": ("HyperStyle Load Latent", ""),
     "HyperStyleLoadImageFolder": ("HyperStyle Load Image Folder", "batch"),
     "HyperStyleSaveImagesNamed": ("HyperStyle Save Images Named", ""),
+    "HyperStyleCompare": ("HyperStyle Compare", "metrics: LPIPS, ID, MS-SSIM"),
 }
 
 

@@ -43,7 +43,7 @@ def test_registration_and_metadata(pack):
             for input_name, spec in section.items():
                 assert spec[1].get("tooltip"), f"{node_id}.{input_name} has no tooltip"
         for t in cls.RETURN_TYPES:
-            assert t in ("IMAGE", "STRING") or t.startswith("HYPERSTYLE_")
+            assert t in ("IMAGE", "STRING", "FLOAT") or t.startswith("HYPERSTYLE_")
 
 
 def test_model_files_are_listed_by_kind(nodes):
