@@ -35,6 +35,7 @@ FORMATS: dict[str, tuple[int, str]] = {
     "styleclip_channel_directions": (1, "StyleCLIP channel directions file"),
     "clip": (1, "CLIP weights file"),
     "alignment": (1, "alignment record"),
+    "training_state": (1, "training state file"),
 }
 LEGACY_TAGS = {"hyperstyle_core.checkpoint": "checkpoint", "hyperstyle_core.ganspace": "ganspace"}
 
