@@ -1,4 +1,5 @@
 """The folder runner (`hyperstyle run` and friends): options (RunOptions, edits), naming (output names), state (what
 each output depends on, as keys recorded in the manifest), manifest (manifest, output-folder lock, summary), models
-(finding, identifying and loading), steps (per-file read, render, write) and runner (run_folder). The inputs are
-listed by io.folders."""
+(finding, identifying and loading), plan (what each file still needs), steps and worker (per-file read, render,
+write), restyle_latents, runner (the driver: run_folder) and the engines that place the workers: in-process
+(runner) or on Ray actors (ray_engine; input_list streams a list file). The inputs are listed by io.folders."""

@@ -24,6 +24,7 @@ from hyperstyle_core.cli.main import main
 from hyperstyle_core.io.latents import load_latent_file, save_latent
 from hyperstyle_core.run import manifest as manifest_module
 from hyperstyle_core.run import runner as runner_module
+from hyperstyle_core.run import worker as worker_module     # the steps of a batch (every engine)
 from hyperstyle_core.run.manifest import OutputFolderError, read_manifest
 from hyperstyle_core.run.naming import is_plain_name
 from hyperstyle_core.run.options import LOCK_NAME, RunOptions, parse_edits
@@ -271,7 +272,7 @@ def test_non_finite_inputs_and_outputs_are_errors(tiny, tmp_path, monkeypatch):
             latent[0, 0, 0] = float("nan")
         save_latent(latents / f"{stem}_latent.safetensors", latent)
         (deltas * float("inf") if stem == "d" else deltas).save(latents / f"{stem}_deltas.safetensors")
-    real_render = runner_module.render
+    real_render = worker_module.render
 
     def render_a_nan(batch, opts, models):
         rendered = real_render(batch, opts, models)
@@ -279,7 +280,7 @@ def test_non_finite_inputs_and_outputs_are_errors(tiny, tmp_path, monkeypatch):
             if item.file.key == "a_latent.safetensors":
                 rendered["edits"]["age"][i, :, 0, 0] = float("nan")
         return rendered
-    monkeypatch.setattr(runner_module, "render", render_a_nan)
+    monkeypatch.setattr(worker_module, "render", render_a_nan)
     edited = tmp_path / "edited"
     options = RunOptions(models=tiny, align=False, edits=parse_edits("age=1"), products=frozenset({"edits"}),
                          read_latents=True, batch_size=4, device="cpu", pattern="*_latent.safetensors")
