@@ -1,6 +1,9 @@
 """Device and precision choice: CUDA, then MPS, then CPU; float32 unless half precision is asked for on a GPU."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import torch
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -39,3 +42,27 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype != torch.float32 and device.type == "cpu":
         raise ValueError(f"{dtype} is only supported on a GPU (cuda or mps); on CPU use float32")
     return dtype
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_KEEP_FREED_BYTES = 2 ** 31 - 1  # freed heap memory up to this stays mapped (mallopt takes an int)
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc from returning large freed buffers to the OS between passes (CLI start-up only).
+
+    glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh mmap and unmaps it on free,
+    so each generator pass page-faults its 1024-px feature maps back in (millions of minor faults, seconds of system
+    time). Serving them from the heap and not trimming it lets the next pass reuse the same pages. This changes
+    process-wide allocator behaviour, so only our own command line calls it: inside ComfyUI (a host process we are a
+    guest in) nothing is changed. Returns False where it does not apply (not glibc).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False                    # musl, macOS, Windows: no mallopt, their allocators behave differently
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES))

@@ -11,8 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from .deltas import GeneratorSignature, WeightDeltas
-from .nn.networks import HyperStyleModel, ReStyleE4EModel, WEncoderModel
+from .nn import fast as fast_products
+from .nn.networks import HyperStyleModel, InputSpec, ReStyleE4EModel, WEncoderModel
 from .nn.stylegan2 import Generator
+
+PREVIEW_SIZE = 256      # fast mode renders the iterations before the last at this size (the hypernet input size)
 
 IterationCallback = Callable[[int, torch.Tensor, WeightDeltas], None]
 
@@ -25,7 +28,8 @@ class InversionResult:
     deltas:  accumulated WeightDeltas after the last iteration, batch B.
     initial: [B, 3, H, W] in [-1, 1] (roughly) reconstruction from the codes alone, full resolution.
     images:  one [B, 3, H, W] full-resolution reconstruction per iteration (images[-1] is the final one).
-    For cars models H x W is the official 384x512 crop of the 512x512 output.
+    For cars models H x W is the official 384x512 crop of the 512x512 output. In fast mode `initial` and every
+    image but the last are 256-px renders scaled up bilinearly (previews); images[-1] is a full render.
     """
     latent: torch.Tensor
     deltas: WeightDeltas
@@ -114,7 +118,7 @@ def w_encode(w_encoder: WEncoderModel, images: torch.Tensor, latent_avg: torch.T
 
 
 def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncoderModel, n_iters: int = 5,
-           on_iteration: IterationCallback | None = None) -> InversionResult:
+           on_iteration: IterationCallback | None = None, fast: bool = False) -> InversionResult:
     """HyperStyle inversion of aligned images: `w_encode` then `refine`.
 
     Args:
@@ -124,6 +128,7 @@ def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncode
         n_iters: refinement iterations (official default 5).
         on_iteration: called as on_iteration(i, image [B,3,H,W], accumulated deltas) after each iteration i (1-based),
             e.g. for progress bars, interruption (raise to stop) or recording intermediate deltas.
+        fast: trade a little fidelity for speed (see `refine`); False (default) follows the official code.
     Returns:
         InversionResult (see its docstring).
     """
@@ -132,7 +137,7 @@ def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncode
     param = hyperstyle.generator.input.input
     with torch.no_grad():
         codes = w_encode(w_encoder, images.to(device=param.device, dtype=param.dtype), hyperstyle.latent_avg)
-    return refine(images, hyperstyle, codes, n_iters, on_iteration)
+    return refine(images, hyperstyle, codes, n_iters, on_iteration, fast)
 
 
 def _check_models(hyperstyle, w_encoder) -> None:
@@ -143,7 +148,7 @@ def _check_models(hyperstyle, w_encoder) -> None:
 
 
 def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tensor, n_iters: int = 5,
-           on_iteration: IterationCallback | None = None) -> InversionResult:
+           on_iteration: IterationCallback | None = None, fast: bool = False) -> InversionResult:
     """HyperStyle refinement iterations starting from given codes (the W-encoder's, or any W/W+ codes).
 
     Args:
@@ -152,10 +157,15 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
         latent: [B, n_latent, 512] (or W [B, 512]) codes; they are not changed by refinement.
         n_iters: iterations; each predicts offsets from (image, current reconstruction) and accumulates them.
         on_iteration: see `invert`.
+        fast: render every iteration but the last at 256 px (the hypernetwork sees that render instead of the
+            pooled full one) and, on CPU, use int8 copies of the hypernetwork's big matrices (nn/fast.py). The
+            README's Speed section gives its measured cost. False (default): the official computation.
     Returns:
         InversionResult; `initial` is the render of `latent` without deltas.
     """
     _check_n_iters(n_iters)
+    if not isinstance(fast, bool):
+        raise ValueError(f"fast must be True or False, got {fast!r}")
     if not isinstance(hyperstyle, HyperStyleModel):
         raise ValueError(f"needs a HyperStyle model as `hyperstyle`, got {type(hyperstyle).__name__}")
     spec = hyperstyle.input_spec
@@ -167,25 +177,63 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
     if codes.shape[0] != x.shape[0]:
         raise ValueError(f"{codes.shape[0]} latents for {x.shape[0]} images; pass one latent per image")
     signature = GeneratorSignature.of(generator)
+    preview = _preview_size(generator) if fast else None
+    products = fast_products.int8_products(hyperstyle.hypernet) if fast and _int8_pays(param) else None
     with torch.no_grad():
-        full = generator(codes, None, randomize_noise=False)
-        initial = _crop(generator, full)
-        # Official initial pass: pool to 256x256, then (cars) crop rows 32:224.
-        y_hat = F.adaptive_avg_pool2d(full, (256, 256))
-        if spec.is_cars:
-            y_hat = y_hat[:, :, 32:224, :]
-        del full
+        initial, y_hat = _render_initial(generator, spec, codes, preview)
         deltas: dict[str, torch.Tensor] | None = None
         outputs = []
         for it in range(1, n_iters + 1):
-            predicted = hyperstyle.hypernet(torch.cat([x, y_hat], dim=1))
-            deltas = predicted if deltas is None else {n: deltas[n] + predicted[n] for n in deltas}
-            image = _crop(generator, generator(codes, deltas, randomize_noise=False))
+            predicted = hyperstyle.hypernet(torch.cat([x, y_hat], dim=1), products)
+            deltas = predicted if deltas is None else _accumulate(deltas, predicted)
+            image, y_hat = _render(generator, spec, codes, deltas, None if it == n_iters else preview)
             outputs.append(image)
-            y_hat = spec.pool(image)
             if on_iteration is not None:
                 on_iteration(it, image, WeightDeltas(deltas, signature))
     return InversionResult(latent=codes, deltas=WeightDeltas(deltas, signature), initial=initial, images=outputs)
+
+
+def _preview_size(generator: Generator) -> int | None:
+    """Fast mode's render size for intermediate iterations, or None when the generator is no larger."""
+    return PREVIEW_SIZE if generator.size > PREVIEW_SIZE else None
+
+
+def _int8_pays(param: torch.Tensor) -> bool:
+    return param.dtype == torch.float32 and fast_products.int8_supported(param.device)
+
+
+def _render_initial(generator: Generator, spec: InputSpec, codes: torch.Tensor,
+                    preview: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(initial image, first y_hat): exact follows the official initial pass (pool to 256x256, then the cars crop)."""
+    if preview is not None:
+        return _render(generator, spec, codes, None, preview)
+    full = generator(codes, None, randomize_noise=False)
+    y_hat = F.adaptive_avg_pool2d(full, (256, 256))
+    return _crop(generator, full), (y_hat[:, :, 32:224, :] if spec.is_cars else y_hat)
+
+
+def _render(generator: Generator, spec: InputSpec, codes: torch.Tensor, deltas: dict[str, torch.Tensor] | None,
+            preview: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image at full resolution, cropped; the hypernetwork's next input y_hat).
+
+    Exact (preview None): render in full, y_hat = the official pool of it. Preview: render at `preview` px; that
+    render (cropped like the official initial pass, rows 32:224 for cars) is y_hat, and the image is it scaled up.
+    """
+    if preview is None:
+        image = _crop(generator, generator(codes, deltas, randomize_noise=False))
+        return image, spec.pool(image)
+    small = generator(codes, deltas, randomize_noise=False, render_size=preview)
+    full = F.interpolate(small, size=(generator.size, generator.size), mode="bilinear", align_corners=False)
+    y_hat = F.adaptive_avg_pool2d(small, (256, 256))
+    return _crop(generator, full), (y_hat[:, :, 32:224, :] if spec.is_cars else y_hat)
+
+
+def _accumulate(deltas: dict[str, torch.Tensor], predicted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """deltas + predicted, written into `predicted` (fresh this iteration; the old sums handed to callbacks are
+    never touched), so accumulated, predicted and summed deltas no longer coexist. Same values (a + b == b + a).
+    Expanded predictions (one offset per channel pair repeated over 3x3, stride 0) are small: added out of place."""
+    return {n: predicted[n].add_(deltas[n]) if predicted[n].is_contiguous() else predicted[n] + deltas[n]
+            for n in deltas}
 
 
 @dataclass

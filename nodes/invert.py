@@ -11,6 +11,8 @@ from ._images import comfy_to_model_input, model_output_to_comfy
 from ._types import checks_pack_inputs
 
 BATCH_TOOLTIP = "Images processed together; lower it if memory runs out (results are identical)."
+FAST_TOOLTIP = ("Fast mode (connect a Boolean): intermediate iterations rendered at 256 px and int8 hypernetwork "
+                "weights on CPU; several times faster, slightly different deltas (README, Speed). Off = official.")
 
 
 @checks_pack_inputs
@@ -70,9 +72,12 @@ class HyperStyleRefine:
             "output_all_iterations": ("BOOLEAN", {"default": False,
                                                   "tooltip": "Output every iteration's image (per image, in order)."}),
             "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": BATCH_TOOLTIP}),
+        }, "optional": {
+            # An input socket, not a widget, so that saved workflows (positional widget values) keep loading.
+            "fast": ("BOOLEAN", {"default": False, "forceInput": True, "tooltip": FAST_TOOLTIP}),
         }}
 
-    def execute(self, model, image, latent, iterations=5, output_all_iterations=False, batch_size=4):
+    def execute(self, model, image, latent, iterations=5, output_all_iterations=False, batch_size=4, fast=False):
 
         spec = model.input_spec
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Refine image")
@@ -83,7 +88,7 @@ class HyperStyleRefine:
         deltas, outputs = [], []
         for a, b in batch_ranges(x.shape[0], batch_size):
             result = refine(x[a:b], model, latent[a:b], iterations,
-                            on_iteration=lambda i, img, d, n=b - a: progress.step(n))
+                            on_iteration=lambda i, img, d, n=b - a: progress.step(n), fast=bool(fast))
             deltas.append(result.deltas.to("cpu"))
             if output_all_iterations:
                 stacked = torch.stack([im.cpu() for im in result.images], dim=1)   # [b, T, 3, H, W]

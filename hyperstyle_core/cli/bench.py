@@ -1,7 +1,10 @@
 """Benchmark: per-stage times and peak memory of a full HyperStyle inversion (a script, not a test).
 
-    python -m hyperstyle_core.bench                       # FFHQ 1024 config, recipe weights, batch 1 and 4
-    python -m hyperstyle_core.bench --models models/      # the user's converted hyperstyle_ffhq + faces_w_encoder
+    hyperstyle bench                       # FFHQ 1024 config, recipe weights, batch 1 and 4, exact and fast
+    hyperstyle bench --models models/      # the user's converted hyperstyle_ffhq + faces_w_encoder
+
+Per stage: wall time, GFLOP (counted once by torch's FlopCounterMode during the warm-up; fast mode's int8 products
+are not counted, so its hypernet GFLOP/s is a lower bound), GFLOP/s; then peak RSS (and peak CUDA memory).
 
 Recipe weights come from ../shared/fixtures/official/recipe.py (override with --recipe).
 """
@@ -15,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..io import checkpoints, convert
 from ..devices import resolve_device, resolve_dtype
@@ -75,12 +79,15 @@ def load_models(args, device, dtype):
 
 
 class StageTimer:
-    """Wall time of each module call via forward hooks (synchronising CUDA so the numbers are real)."""
+    """Wall time (and optionally FLOPs) of each module call via forward hooks (synchronising CUDA)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, count_flops: bool = False):
         self.device = device
+        self.count_flops = count_flops
         self.times: dict[str, list[float]] = defaultdict(list)
+        self.flops: dict[str, list[int]] = defaultdict(list)
         self._start: dict[str, float] = {}
+        self._counter: dict[str, FlopCounterMode] = {}
         self._handles = []
 
     def _sync(self):
@@ -92,11 +99,18 @@ class StageTimer:
     def watch(self, module: torch.nn.Module, name: str):
         def pre(_m, _i):
             self._sync()
+            if self.count_flops:
+                self._counter[name] = FlopCounterMode(display=False)
+                self._counter[name].__enter__()
             self._start[name] = time.perf_counter()
 
         def post(_m, _i, _o):
             self._sync()
             self.times[name].append(time.perf_counter() - self._start[name])
+            if self.count_flops:
+                counter = self._counter.pop(name)
+                counter.__exit__(None, None, None)
+                self.flops[name].append(counter.get_total_flops())
 
         self._handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
 
@@ -105,35 +119,61 @@ class StageTimer:
             h.remove()
 
 
-def run(batch: int, hs, we, n_iters: int, device: torch.device, repeats: int) -> None:
+def _watched(hs, we, device: torch.device, count_flops: bool) -> StageTimer:
+    timer = StageTimer(device, count_flops)
+    timer.watch(we.encoder, "w_encoder")
+    timer.watch(hs.hypernet, "hypernet")
+    timer.watch(hs.decoder, "generator")
+    return timer
+
+
+def _stage_line(label: str, seconds: float, flops: int | None) -> str:
+    if not flops:
+        return f"  {label:24s} {seconds:8.3f} s"
+    return f"  {label:24s} {seconds:8.3f} s  {flops / 1e9:8.1f} GFLOP  {flops / 1e9 / seconds:7.1f} GFLOP/s"
+
+
+def run(batch: int, hs, we, n_iters: int, device: torch.device, repeats: int, fast: bool = False) -> None:
     images = torch.rand(batch, 3, hs.input_spec.height, hs.input_spec.width, generator=torch.Generator().manual_seed(0))
     images = (images * 2 - 1).to(device)
-    invert(images, hs, we, n_iters=1)  # warm-up (allocator, kernels)
+    # Warm-up (allocator, kernels, fast mode's int8 copies) with a FLOP count of every stage: the first and the
+    # last generator call are the initial render and a final (full) render, in either mode.
+    counter = _watched(hs, we, device, count_flops=True)
+    invert(images, hs, we, n_iters=1, fast=fast)
+    counter.close()
+    flops = counter.flops
+    mode = "fast" if fast else "exact"
     for rep in range(repeats):
-        timer = StageTimer(device)
-        timer.watch(we.encoder, "w_encoder")
-        timer.watch(hs.hypernet, "hypernet")
-        timer.watch(hs.decoder, "generator")
+        timer = _watched(hs, we, device, count_flops=False)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         _reset_peak_rss()
         t0 = time.perf_counter()
-        invert(images, hs, we, n_iters=n_iters)
+        invert(images, hs, we, n_iters=n_iters, fast=fast)
         timer._sync()
         total = time.perf_counter() - t0
         timer.close()
-        gens = timer.times["generator"]
-        print(f"batch {batch} run {rep + 1}: total {total:.2f} s ({total / batch:.2f} s/image)")
-        print(f"  W-encoder            {timer.times['w_encoder'][0]:7.3f} s")
-        print(f"  initial generator    {gens[0]:7.3f} s")
-        for i, (h, g) in enumerate(zip(timer.times["hypernet"], gens[1:]), 1):
-            print(f"  iteration {i}: hypernet {h:7.3f} s   generator {g:7.3f} s")
-        hyper_sum, gen_sum = sum(timer.times["hypernet"]), sum(gens)
-        print(f"  sums: W-encoder {timer.times['w_encoder'][0]:.2f} s, hypernet {hyper_sum:.2f} s, "
-              f"generator {gen_sum:.2f} s, other {total - hyper_sum - gen_sum - timer.times['w_encoder'][0]:.2f} s")
-        if device.type == "cuda":
-            print(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB")
-        print(f"  peak RSS during inversion {_peak_rss_gib():.2f} GiB (RSS now {_rss_gib():.2f} GiB)")
+        _report(batch, mode, rep, total, timer.times, flops, n_iters, device)
+
+
+def _report(batch: int, mode: str, rep: int, total: float, times: dict[str, list[float]],
+            flops: dict[str, list[int]], n_iters: int, device: torch.device) -> None:
+    gens, hypers, w_time = times["generator"], times["hypernet"], times["w_encoder"][0]
+    gen_flops = [flops["generator"][0]] + [flops["generator"][0]] * (n_iters - 1) + [flops["generator"][-1]]
+    total_flops = flops["w_encoder"][0] + flops["hypernet"][0] * n_iters + sum(gen_flops)
+    print(f"batch {batch} {mode} run {rep + 1}: total {total:.2f} s ({total / batch:.2f} s/image), "
+          f"{total_flops / 1e9:.1f} GFLOP, {total_flops / 1e9 / total:.1f} GFLOP/s")
+    print(_stage_line("W-encoder", w_time, flops["w_encoder"][0]))
+    print(_stage_line("initial generator", gens[0], gen_flops[0]))
+    for i, (h, g) in enumerate(zip(hypers, gens[1:]), 1):
+        print(_stage_line(f"iteration {i}: hypernet", h, flops["hypernet"][0]))
+        print(_stage_line(f"iteration {i}: generator", g, gen_flops[i]))
+    hyper_sum, gen_sum = sum(hypers), sum(gens)
+    print(f"  sums: W-encoder {w_time:.2f} s, hypernet {hyper_sum:.2f} s, generator {gen_sum:.2f} s, "
+          f"other {total - hyper_sum - gen_sum - w_time:.2f} s")
+    if device.type == "cuda":
+        print(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB")
+    print(f"  peak RSS during inversion {_peak_rss_gib():.2f} GiB (RSS now {_rss_gib():.2f} GiB)")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m hyperstyle_core.bench") -> int:
@@ -148,8 +188,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m hyperstyle_core.b
     hs, we = load_models(args, device, dtype)
     print(f"models ready in {time.perf_counter() - t0:.1f} s, RSS {_rss_gib():.2f} GiB "
           f"(peak so far {_peak_rss_gib():.2f} GiB)")
-    for batch in args.batch:
-        run(batch, hs, we, args.iters, device, args.repeats)
+    for mode in args.mode:
+        for batch in args.batch:
+            run(batch, hs, we, args.iters, device, args.repeats, fast=mode == "fast")
     return 0
 
 

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
 from .stylegan2 import EqualLinear, GeneratorConfig, modulated_layer_table
+
+Product = Callable[[torch.Tensor], torch.Tensor]     # [B, in] -> [B, out]: a weight matrix applied (fast mode)
+
+
+class LowPrecisionProducts(Protocol):
+    """The hypernetwork's big weight matrices in a cheaper precision, cast once (nn/fast.py makes them)."""
+
+    def shared(self) -> Product | None:
+        """z [n, 512] -> the shared hypernet's first product plus b2, [n, 512*512]; None keeps it exact."""
+
+    def output(self, name: str) -> Product | None:
+        """Pooled features [B, 512] -> layer `name`'s 1x1 output layer plus bias; None keeps it exact."""
+
 
 # Official delta indices (generator layer order) that share one hypernet (models/hypernetworks/hypernetwork.py).
 SHARED_LAYERS = (0, 2, 3, 5, 6, 8, 9, 11, 12)
@@ -91,10 +105,14 @@ class SharedWeightsHypernet(nn.Module):
         self.w2 = nn.Parameter(torch.zeros(z_dim, in_size * z_dim))
         self.b2 = nn.Parameter(torch.zeros(in_size * z_dim))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, first_product: Product | None = None) -> torch.Tensor:
+        """first_product replaces `z @ w2 + b2` (fast mode's int8 copy of the 512 MiB w2)."""
         batch = z.shape[0]
-        # addmm fuses the bias add: one pass less over the 85 MB result per 9 layers (same values).
-        h_in = torch.addmm(self.b2, z, self.w2).view(batch * self.in_size, self.z_dim)
+        # addmm fuses the bias add: one pass less over the 85 MB result per 9 layers (same values). The tall-skinny
+        # form mm(w2^T, z^T) that helps on AVX-512 MKL was 10x slower on an AVX2 AMD EPYC (MKL's N=9 kernel), so
+        # the plain product stays.
+        h = torch.addmm(self.b2, z, self.w2) if first_product is None else first_product(z)
+        h_in = h.view(batch * self.in_size, self.z_dim)
         h_final = torch.addmm(self.b1, h_in, self.w1)           # [B*in, out*9] in memory ...
         # ... reinterpreted as [B, out, in, 3, 3] exactly as the official view() does.
         return h_final.view(batch, self.out_size, self.in_size, self.f_size, self.f_size)
@@ -125,13 +143,33 @@ class RefinementBlock(nn.Module):
         conv = nn.Conv2d(out_c, in_channels * out_channels, kernel_size=1)
         self.output = nn.Sequential(conv) if kernel_size == 1 else nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), conv)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.output(self.convs(features))
-        k = self.kernel_size
-        if k == 1:
-            return x.view(-1, self.out_channels, self.in_channels, 1, 1)
+    def forward(self, features: torch.Tensor, output_product: Product | None = None) -> torch.Tensor:
+        """output_product replaces the 1x1 output layer (fast mode's int8 copy of its weights)."""
+        x = self.convs(features)
+        if self.kernel_size == 3:
+            x = self.output[0](x)                                     # average pool to 1x1
+        x = one_by_one_output(x, self.output[-1], output_product)
         x = x.view(-1, self.out_channels, self.in_channels, 1, 1)
-        return x.expand(-1, -1, -1, k, k)
+        k = self.kernel_size
+        return x if k == 1 else x.expand(-1, -1, -1, k, k)
+
+
+def one_by_one_output(x: torch.Tensor, conv: nn.Conv2d, product: Product | None = None) -> torch.Tensor:
+    """A 1x1 conv with up to 131072 output channels applied to [B, C, 1, 1] features, as a matrix product.
+
+    The weights (up to 256 MiB a layer) are streamed once; the tall-skinny `addmm(bias, W, x^T)` form is several
+    times faster than the conv at batch 4 and as fast at batch 1 (autograd-correct; values within float rounding).
+    Features that are not 1x1 (other spatial configs) keep the conv.
+    """
+    if x.shape[2:] != (1, 1):
+        return conv(x)
+    flat = x.reshape(x.shape[0], x.shape[1])
+    if product is not None:
+        return product(flat)
+    weight = conv.weight.view(conv.weight.shape[0], conv.weight.shape[1])
+    if conv.bias is None:
+        return torch.mm(weight, flat.t()).t()
+    return torch.addmm(conv.bias.unsqueeze(1), weight, flat.t()).t()
 
 
 class SeparableBlock(nn.Module):
@@ -210,7 +248,8 @@ class HyperNetwork(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.relu(self.bn1(self.conv1(x))))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, products: LowPrecisionProducts | None = None) -> dict[str, torch.Tensor]:
+        """products: fast mode's low-precision copies of the big matrices (None = exact, the default)."""
         feats = self.features(x)
         batch = x.shape[0]
         out: dict[str, torch.Tensor] = {}
@@ -221,12 +260,16 @@ class HyperNetwork(nn.Module):
             if isinstance(block, HyperRefinementBlock):
                 shared_names.append(self.layer_names[idx])
                 shared_codes.append(block(feats))
+            elif isinstance(block, RefinementBlock):
+                name = self.layer_names[idx]
+                out[name] = block(feats, None if products is None else products.output(name))
             else:
                 out[self.layer_names[idx]] = block(feats)
         if shared_codes:
             # One call for all shared layers: w2 is 512 MB, so streaming it once instead of 9 times is the
             # difference between a memory-bound and a compute-bound pass. Row results are the same per code.
-            kernels = self.shared_weight_hypernet(torch.cat(shared_codes, 0))
+            kernels = self.shared_weight_hypernet(torch.cat(shared_codes, 0),
+                                                  None if products is None else products.shared())
             for i, name in enumerate(shared_names):
                 out[name] = kernels[i * batch:(i + 1) * batch]
         return {name: out[name] for name in self.layer_names if name in out}

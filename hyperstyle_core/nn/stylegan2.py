@@ -259,7 +259,7 @@ class Generator(nn.Module):
 
     def forward(self, latent: torch.Tensor | None = None, deltas: Mapping[str, torch.Tensor] | None = None,
                 randomize_noise: bool = False, style_codes: Mapping[str, torch.Tensor] | None = None,
-                impl: str = "auto") -> torch.Tensor:
+                impl: str = "auto", render_size: int | None = None) -> torch.Tensor:
         """Render images.
 
         Args:
@@ -268,9 +268,13 @@ class Generator(nn.Module):
             randomize_noise: fresh N(0,1) noise per call instead of the stored `noises.noise_i` buffers.
             style_codes: {layer name: [B, in]} S codes that replace the modulation of every layer.
             impl: modulated-conv implementation, see ops.modulated_conv2d.
+            render_size: stop at this resolution (a power of 2 from 8 to size) and return its RGB skip image, the
+                image a smaller generator with the same weights would draw (fast mode's preview renders); None =
+                the full size.
         Returns:
-            [B, 3, size, size], roughly in [-1, 1] (not clamped).
+            [B, 3, render_size or size, ...], roughly in [-1, 1] (not clamped).
         """
+        n_blocks = self._blocks_for(render_size)
         if style_codes is None:
             if latent is None:
                 raise ValueError("generator needs a latent or style codes")
@@ -297,9 +301,19 @@ class Generator(nn.Module):
         out = out.contiguous(memory_format=memory_format)
         out = self.conv1(out, batch, s["conv1"], noise[0], deltas.get("conv1"), impl)
         skip = self.to_rgb1(out, batch, s["to_rgb1"], None, deltas.get("to_rgb1"), impl)
-        for b, to_rgb in enumerate(self.to_rgbs):
+        for b, to_rgb in enumerate(self.to_rgbs[:n_blocks]):
             up, same, rgb = f"convs.{2 * b}", f"convs.{2 * b + 1}", f"to_rgbs.{b}"
             out = self.convs[2 * b](out, batch, s[up], noise[2 * b + 1], deltas.get(up), impl)
             out = self.convs[2 * b + 1](out, batch, s[same], noise[2 * b + 2], deltas.get(same), impl)
             skip = to_rgb(out, batch, s[rgb], skip, deltas.get(rgb), impl)
         return skip.reshape(batch, 3, skip.shape[2], skip.shape[3]).contiguous()
+
+    def _blocks_for(self, render_size: int | None) -> int:
+        """How many up-sampling blocks draw a render_size image (all of them for None)."""
+        if render_size is None:
+            return len(self.to_rgbs)
+        valid = [2 ** log_res for log_res in range(3, self.config.log_size + 1)]
+        if render_size not in valid:
+            raise ValueError(f"render_size must be one of {valid} for this {self.size}px generator, "
+                             f"got {render_size!r}")
+        return valid.index(render_size) + 1

@@ -1,0 +1,195 @@
+"""Speed paths (issue 14): every fast path against its reference, and fast mode's quality cost (computed, printed)."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from hyperstyle_core import invert
+from hyperstyle_core.nn import fast, ops
+from hyperstyle_core.nn.hypernetwork import RefinementBlock, one_by_one_output
+from hyperstyle_core.nn.stylegan2 import Generator
+from hyperstyle_core.testing import make_tiny_models, tiny_generator, tiny_generator_config
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
+    mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(4.0 / mse)).item()
+
+
+@pytest.mark.parametrize("delta_kind", ["none", "batch", "one", "broadcast"])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_inplace_modulated_weight_is_bit_identical_to_the_reference(delta_kind, demodulate):
+    torch.manual_seed(0)
+    weight, styles = torch.randn(5, 4, 3, 3), torch.randn(3, 4) + 1
+    delta = {"none": None, "batch": 0.1 * torch.randn(3, 5, 4, 3, 3), "one": 0.1 * torch.randn(1, 5, 4, 3, 3),
+             "broadcast": 0.1 * torch.randn(5, 4, 3, 3)}[delta_kind]
+    reference = ops.modulated_weight(weight, styles, 0.3, delta, demodulate)      # autograd on: the reference path
+    with torch.no_grad():
+        inplace = ops.modulated_weight(weight, styles, 0.3, delta, demodulate)
+    assert inplace.shape == reference.shape == (3, 5, 4, 3, 3)
+    assert torch.equal(inplace, reference)
+    if delta is not None:
+        assert torch.equal(delta, delta.clone())                                      # inputs are never written
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_per_sample_conv_matches_the_reference(upsample, memory_format):
+    torch.manual_seed(1)
+    batch, cin, cout = 3, 4, 5
+    x = torch.randn(1, batch * cin, 8, 8).contiguous(memory_format=memory_format)
+    w = torch.randn(batch, cout, cin, 3, 3)
+    blur = ops.make_blur_kernel([1, 3, 3, 1], 4.0) if upsample else None
+    ref = ops.conv_packed(x, w, upsample, blur, impl="ref")
+    per_sample = ops.conv_packed(x, w, upsample, blur, impl="per_sample")
+    grouped = ops.conv_packed(x, w, upsample, blur, impl="grouped")
+    assert per_sample.shape == ref.shape == (1, batch * cout, 16 if upsample else 8, 16 if upsample else 8)
+    assert torch.allclose(per_sample, ref, atol=1e-5)
+    assert torch.allclose(grouped, ref, atol=1e-5)
+
+
+def test_auto_runs_large_batched_layers_per_sample():
+    x = torch.zeros(1, 8, 256, 256)
+    assert ops._per_sample_pays(x, batch=2, upsample=True)          # 256 -> 512 transposed conv
+    assert not ops._per_sample_pays(x, batch=2, upsample=False)     # 256 -> 256
+    assert not ops._per_sample_pays(torch.zeros(1, 4, 512, 512), batch=1, upsample=False)  # batch 1: one conv
+    assert ops._per_sample_pays(torch.zeros(1, 8, 512, 512), batch=2, upsample=False)
+
+
+def test_batched_512_generator_auto_matches_reference():
+    """A 512-px generator at batch 2 goes through both conv forms under `auto`; each sample equals the reference."""
+    generator = tiny_generator(size=512, divisor=32)
+    latent = torch.randn(2, 512 // 32)
+    with torch.no_grad():
+        auto = generator(latent)
+        ref = generator(latent, impl="ref")
+    assert torch.allclose(auto, ref, atol=1e-4)
+
+
+def test_render_size_draws_what_a_smaller_generator_draws():
+    big = tiny_generator(size=64)
+    small = Generator(tiny_generator_config(size=32)).eval()
+    missing, unexpected = small.load_state_dict(big.state_dict(), strict=False)
+    assert not missing and unexpected                         # the 64-px layers are the only extra keys
+    latent = torch.randn(2, big.config.style_dim)
+    with torch.no_grad():
+        assert torch.equal(big(latent, render_size=32), small(small.broadcast_latent(latent)[:, :small.n_latent]))
+        assert big(latent, render_size=64).shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match=r"render_size must be one of \[8, 16, 32, 64\] for this 64px generator"):
+        big(latent, render_size=48)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_one_by_one_output_layer_matches_the_conv_with_gradients(batch):
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(16, 300, kernel_size=1)
+    x = torch.randn(batch, 16, 1, 1, requires_grad=True)
+    want = conv(x).view(batch, -1)
+    got = one_by_one_output(x, conv)
+    assert torch.allclose(got, want, atol=1e-6)
+    (g_want,) = torch.autograd.grad(want.square().sum(), x)
+    (g_got,) = torch.autograd.grad(got.square().sum(), x)
+    assert torch.allclose(g_got, g_want, atol=1e-5)             # training can use it: autograd-correct
+    wide = torch.randn(batch, 16, 2, 2)                          # not 1x1: the conv itself
+    assert torch.equal(one_by_one_output(wide, conv), conv(wide))
+
+
+def test_int8_products_are_close_cached_and_rebuilt_after_weight_changes():
+    hs, _ = make_tiny_models(seed=3, size=256)                 # 256 px: layers 14+ have 1x1 output layers
+    hypernet = hs.hypernet
+    products = fast.int8_products(hypernet)
+    assert fast.int8_products(hypernet) is products              # cast once
+    shared = hypernet.shared_weight_hypernet
+    z = torch.randn(5, shared.z_dim)
+    exact = torch.addmm(shared.b2, z, shared.w2)
+    approx = products.shared()(z)
+    assert approx.shape == exact.shape
+    assert (approx - exact).norm() / exact.norm() < 0.1           # int8: 2 % at K=512, ~7 % at this K=16
+    name = next(n for n, b in zip(hypernet.layer_names, hypernet.refinement_blocks) if isinstance(b, RefinementBlock))
+    assert products.output(name) is not None and products.output("conv1") is None
+    with torch.no_grad():
+        shared.w2.mul_(2)
+    rebuilt = fast.int8_products(hypernet)
+    assert rebuilt is not products
+    assert torch.allclose(rebuilt.shared()(z), 2 * approx - shared.b2, rtol=0.05, atol=0.05 * exact.abs().max().item())
+
+
+def test_inplace_accumulation_leaves_the_deltas_given_to_callbacks_alone():
+    hs, we = make_tiny_models(seed=4)
+    images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    held, copies = {}, {}
+
+    def record(i, image, deltas):
+        held[i] = dict(deltas)
+        copies[i] = {n: t.clone() for n, t in deltas.items()}
+
+    result = invert(images, hs, we, n_iters=3, on_iteration=record)
+    for i in (1, 2, 3):
+        assert all(torch.equal(held[i][n], copies[i][n]) for n in copies[i])
+    # The accumulated deltas are the running sums of the per-iteration predictions.
+    assert all(torch.equal(result.deltas[n], copies[3][n]) for n in copies[3])
+    assert not torch.equal(copies[2]["conv1"], copies[3]["conv1"])
+
+
+def test_fast_mode_renders_previews_and_stays_close_to_exact(capsys):
+    """fast=True on a 512-px model: previews at 256 px, a full final render, quality cost printed (not timed)."""
+    hs, we = make_tiny_models(seed=5, size=512, divisor=32)
+    images = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    seen = []
+    exact = invert(images, hs, we, n_iters=3)
+    quick = invert(images, hs, we, n_iters=3, fast=True, on_iteration=lambda i, im, d: seen.append(im.shape))
+    assert seen == [(1, 3, 512, 512)] * 3 and quick.initial.shape == exact.initial.shape
+    # The previews are scaled-up 256-px renders: smooth, unlike the full render of the same iteration.
+    assert quick.images[0][:, :, ::2, ::2].sub(quick.images[0][:, :, 1::2, 1::2]).abs().mean() < \
+        exact.images[0][:, :, ::2, ::2].sub(exact.images[0][:, :, 1::2, 1::2]).abs().mean()
+    diff = (quick.final - exact.final).abs()
+    psnr = _psnr(quick.final, exact.final)
+    with capsys.disabled():
+        print(f"\nfast vs exact (tiny 512 model, 3 iterations): max {diff.max():.4f} mean {diff.mean():.5f} "
+              f"PSNR {psnr:.1f} dB")
+    assert psnr > 20 and not torch.equal(quick.final, exact.final)
+
+
+def test_fast_must_be_a_bool():
+    hs, we = make_tiny_models(seed=6)
+    with pytest.raises(ValueError, match="fast must be True or False, got 'yes'"):
+        invert(torch.zeros(1, 3, 256, 256), hs, we, n_iters=1, fast="yes")
+
+
+def test_refine_node_passes_fast_through(pack):
+    """HyperStyle Refine's optional `fast` socket (not a widget: saved workflows keep their widget values)."""
+    node = pack.NODE_CLASS_MAPPINGS["HyperStyleRefine"]
+    spec = node.INPUT_TYPES()["optional"]["fast"]
+    assert spec[0] == "BOOLEAN" and spec[1]["forceInput"] and spec[1]["default"] is False
+    core = importlib.import_module(f"{pack.__name__}.hyperstyle_core")    # the pack's copy: nodes check classes
+    hs, we = importlib.import_module(f"{pack.__name__}.hyperstyle_core.testing").make_tiny_models(seed=7, size=256)
+    image = torch.rand(1, 256, 256, 3, generator=torch.Generator().manual_seed(2))
+    latent = core.invert(image.permute(0, 3, 1, 2) * 2 - 1, hs, we, n_iters=1).latent
+    exact_deltas, exact_image = node().execute(hs, image, latent, iterations=2)
+    fast_deltas, fast_image = node().execute(hs, image, latent, iterations=2, fast=True)
+    assert fast_image.shape == exact_image.shape and fast_deltas.layer_indices == exact_deltas.layer_indices
+    assert not torch.equal(fast_deltas["convs.10"], exact_deltas["convs.10"])     # int8 output layers were used
+    assert torch.allclose(fast_image, exact_image, atol=0.1)
+
+
+def test_cli_invert_fast_flag_and_allocator_setting(tmp_path, monkeypatch):
+    """`hyperstyle invert --fast` reaches invert(fast=True); the CLI (not the library) sets the allocator up."""
+    from conftest import SHARED
+    from hyperstyle_core.testing import write_tiny_models
+    cli_main = importlib.import_module("hyperstyle_core.cli.main")
+
+    models = tmp_path / "models"
+    write_tiny_models(models)
+    calls, modes = [], []
+    real_invert = cli_main.invert
+    monkeypatch.setattr(cli_main, "keep_freed_memory", lambda: calls.append("allocator") or True)
+    monkeypatch.setattr(cli_main, "invert", lambda *a, **k: modes.append(k.get("fast")) or real_invert(*a, **k))
+    photo = SHARED / "data" / "photos" / "aligned_affleck.jpg"
+    for flags in ([], ["--fast"]):
+        code = cli_main.main(["invert", str(photo), "--models", str(models), "--out", str(tmp_path / "out"),
+                              "--iterations", "1", "--device", "cpu", *flags])
+        assert code == 0 and (tmp_path / "out" / "aligned_affleck_inversion.png").exists()
+    assert modes == [False, True] and calls == ["allocator", "allocator"]
