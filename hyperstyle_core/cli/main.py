@@ -7,6 +7,7 @@
     edit      InterFaceGAN edits of photos, or of saved latent + deltas files
     transfer  domain adaptation (Toonify, StyleGAN-NADA) of photos or saved latent + deltas files
     run       the whole chain on a folder: align, invert, edit, transfer, paste back; resumable, with a manifest
+    evaluate  the paper's metrics (L2, LPIPS, ID, MS-SSIM) of predictions vs ground truths (cli/evaluate.py)
     bench     benchmark
     ganspace, styleclip-stats, styleclip-directions, clip-convert, fit-direction, animate: see editing.py
 
@@ -31,6 +32,7 @@ from typing import Iterator
 import torch
 from tqdm import tqdm
 
+from ..devices import keep_freed_memory
 from ..inversion import invert
 from ..io import download as dl
 from ..io.checkpoints import DEFAULT_FILES, load, read_info
@@ -43,6 +45,7 @@ from ..run.manifest import RunSummary
 from ..run.models import missing_model_message
 from ..run.naming import unique_stems
 from ..run.options import LATENT_SUFFIX, PRODUCTS, RunOptions, parse_edits
+from ..run.ray_engine import RayOptions, run_folder_on_ray
 from ..run.runner import run_folder
 from ..run.steps import DELTAS_TORCH_DTYPES
 from .bench import main as bench_main
@@ -115,7 +118,7 @@ def _cmd_invert(args) -> int:
             failures += 1
             continue
         t0 = time.perf_counter()
-        result = invert(x, hs, we, n_iters=args.iterations)
+        result = invert(x, hs, we, n_iters=args.iterations, fast=args.fast)
         source = {"source_image": escape_undecodable(path.name)}
         with atomic_path(out_dir / f"{stem}_inversion.png") as tmp:
             tensor_to_pil(result.final[0]).save(tmp, format="PNG")
@@ -170,7 +173,17 @@ def _stopped_line(summary: RunSummary | None, manifest: Path) -> str:
             f"{printable(str(manifest))}")
 
 
-def _folder_run(inputs, args, options) -> int:
+def _run_on_engine(inputs, output: Path, args, options, on_record, input_list=None) -> RunSummary:
+    """`run --engine ray` on Ray actors (run.ray_engine), otherwise (and for align/edit/transfer) in-process."""
+    if getattr(args, "engine", "embedded") == "ray":
+        ray_options = RayOptions(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+                                 cpus_per_actor=args.cpus_per_actor)
+        return run_folder_on_ray(inputs, output, options, ray_options, progress=not args.quiet, on_record=on_record,
+                                 input_list=input_list)
+    return run_folder(inputs, output, options, progress=not args.quiet, on_record=on_record, input_list=input_list)
+
+
+def _folder_run(inputs, args, options, input_list=None) -> int:
     output = Path(args.output)
     latest: list[RunSummary] = []
 
@@ -178,7 +191,7 @@ def _folder_run(inputs, args, options) -> int:
         latest[:] = [summary]
         _report(record, summary)
     try:
-        summary = run_folder(inputs, output, options, progress=not args.quiet, on_record=on_record)
+        summary = _run_on_engine(inputs, output, args, options, on_record, input_list)
     except KeyboardInterrupt as e:
         # The runner attaches its summary; a signal between a manifest line and on_record leaves `latest` behind.
         summary = getattr(e, "summary", None) or (latest[0] if latest else None)
@@ -195,7 +208,8 @@ def _cmd_run(args) -> int:
     if getattr(args, "save_deltas", None) == "none":
         products -= {"deltas"}
     # `run` owns every product: outputs the options no longer ask for (--no-save-latents too) are removed
-    return _folder_run(args.input, args, _run_options(args, products, manages=frozenset(PRODUCTS)))
+    return _folder_run(args.input or [], args, _run_options(args, products, manages=frozenset(PRODUCTS)),
+                       input_list=args.input_list)
 
 
 def _cmd_align(args) -> int:
@@ -276,12 +290,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     shown in help and errors (default: `hyperstyle`, or `python -m hyperstyle_core` under -m)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "bench":
+        keep_freed_memory()     # our own process: reuse freed 1024-px buffers instead of page-faulting them back
         return _cmd_bench(argv[1:], prog)
     return run_command(build_parser(prog).parse_args(argv))
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command (`args.func`), turning user errors and interruptions into exit codes."""
+    keep_freed_memory()     # our own process (never ComfyUI's): reuse freed 1024-px buffers, no page-faulting back
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         with _sigterm_stops_like_ctrl_c():

@@ -61,6 +61,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     _add_align(sub)
     _add_edit(sub)
     _add_transfer(sub)
+    _add_evaluate(sub)
+    _add_train(sub)
     # The benchmark parses its own arguments (cli/bench.py); main() hands it everything after `bench`.
     sub.add_parser("bench", help=f"benchmark (see {p.prog} bench --help)", add_help=False)
     add_edit_parsers(sub)     # ganspace, styleclip-*, clip-convert, fit-direction, animate
@@ -68,6 +70,71 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------- single commands
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser("evaluate", help="the paper's metrics (L2, LPIPS, ID, MS-SSIM) of predictions vs ground truths",
+                       description="Score reconstructions as the official scripts (calc_losses_on_images.py, "
+                                   "calc_id_loss_parallel.py) do: images resized to 256x256, per-image L2, LPIPS, ID "
+                                   "similarity and MS-SSIM, summarised as mean +- std; writes scores.csv and "
+                                   "summary.json. Files that cannot be paired or read are listed, never fatal.")
+    what = v.add_mutually_exclusive_group()
+    what.add_argument("--pred", default=None, help="folder of predictions (paired with --gt by file name)")
+    what.add_argument("--run", default=None, help="output folder of `hyperstyle run`: each <name>_inversion.png "
+                                                  "against its aligned input")
+    v.add_argument("--gt", default=None, help="folder of ground truths (with --pred)")
+    v.add_argument("--models", default="models", help="folder with the metric networks (default models/)")
+    v.add_argument("--metrics", default="l2,lpips,id,ms_ssim",
+                   help="comma-separated metrics (default l2,lpips,id,ms_ssim); lpips and id need network files")
+    v.add_argument("--out", default=None, help="report folder (default: inference_metrics beside --pred, as the "
+                                               "official scripts, or inside --run)")
+    v.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=Command(f"{__package__}.evaluate", "cmd_evaluate"))
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train (or fine-tune) the hypernetwork on folders of aligned images",
+                       description="The official HyperStyle training (defaults: the official README command): the "
+                                   "W-encoder and generator frozen, --iters refinement iterations per batch, one "
+                                   "optimizer step per batch. Writes latest.safetensors, best.safetensors (load them "
+                                   "like any HyperStyle model), train_state.safetensors, logs/metrics.jsonl and "
+                                   "images/. "
+                                   "Running the same command again continues the run exactly where it stopped.")
+    t.add_argument("--train", required=True, help="folder of aligned training images (or `hyperstyle align` output)")
+    t.add_argument("--test", required=True, help="folder of aligned validation images")
+    t.add_argument("--generator", default=None, help="converted StyleGAN2 generator to train for (new model)")
+    t.add_argument("--w-encoder", required=True, help="converted W-encoder of the same domain and resolution")
+    t.add_argument("--from", dest="from_model", default=None,
+                   help="converted HyperStyle model to fine-tune (its generator, unless --generator is given)")
+    t.add_argument("--backbone", default=None, help="torchvision resnet34 ImageNet weights for a new hypernetwork "
+                                                    "(resnet34-b627a593.pth; official start)")
+    t.add_argument("--models", default="models", help="folder with the loss networks (default models/)")
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--domain", default="faces", choices=("faces", "cars", "other"),
+                   help="faces: ID loss, 256x256; cars: 192x256, MoCo loss; other: 256x256, MoCo loss")
+    t.add_argument("--steps", type=int, default=500_000, help="optimizer steps (official --max_steps 500000)")
+    t.add_argument("--batch-size", type=int, default=8, help="training batch (official README 8)")
+    t.add_argument("--test-batch-size", type=int, default=None, help="validation batch (default: --batch-size)")
+    t.add_argument("--iters", type=int, default=5, help="refinement iterations per batch (official README 5)")
+    t.add_argument("--lr", type=float, default=1e-4, help="learning rate (official 1e-4)")
+    t.add_argument("--optimizer", default="ranger", choices=("ranger", "adam"), help="official default ranger")
+    t.add_argument("--l2", type=float, default=1.0, help="L2 loss weight (official 1)")
+    t.add_argument("--lpips", type=float, default=0.8, help="LPIPS loss weight (official 0.8)")
+    t.add_argument("--id", type=float, default=None, help="ID loss weight (default faces 0.1, others 0)")
+    t.add_argument("--moco", type=float, default=None, help="MoCo loss weight (default faces 0, others 0.5)")
+    t.add_argument("--train-decoder", action="store_true", help="train the generator too (official --train_decoder)")
+    t.add_argument("--layers", default=None, help="generator layers to tune, e.g. 0,2,3 (default: the official 17)")
+    t.add_argument("--seed", type=int, default=0, help="data order, flips and new-model initialisation")
+    t.add_argument("--val-every", type=int, default=5000, help="validate every N steps (official README 5000)")
+    t.add_argument("--max-val-batches", type=int, default=150, help="validation batches (official README 150)")
+    t.add_argument("--save-every", type=int, default=10000, help="save latest + state every N steps (README 10000)")
+    t.add_argument("--image-every", type=int, default=100, help="image grid every N steps (official 100)")
+    t.add_argument("--log-every", type=int, default=50, help="train metrics every N steps (official 50)")
+    t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    t.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=Command(f"{__package__}.train", "cmd_train"))
+
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("convert", help="convert official .pt checkpoints to safetensors")
@@ -89,6 +156,9 @@ def _add_invert(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--save-iterations", action="store_true", help="also write every iteration's image")
     i.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     i.add_argument("--dtype", default=None, help="float32 (default), float16 or bfloat16 (GPU only)")
+    i.add_argument("--fast", action="store_true",
+                   help="fast mode: 256-px intermediate renders and int8 hypernetwork weights on CPU (several times "
+                        "faster, slightly different result; README, Speed)")
     _save_deltas_flag(i)
     i.set_defaults(func=_main_command("_cmd_invert"))
 
@@ -176,7 +246,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                                    "<name>_aligned.png, _alignment.json, _inversion.png, _pasted.png, _<edit>.png, "
                                    "_<edit>_pasted.png, _<transfer>.png, _latent.safetensors, _deltas.safetensors. "
                                    "Re-running skips finished images.")
-    r.add_argument("--input", nargs="+", required=True, help="input folder (or folders / image files)")
+    given = r.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", nargs="+", help="input folder (or folders / image files)")
+    given.add_argument("--input-list", default=None, help="text file of image paths, one per line (read in "
+                                                          "groups: for millions of files)")
     _folder_options(r)
     _align_flags(r)
     _edit_flags(r)
@@ -184,7 +257,22 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--save-latents", action=argparse.BooleanOptionalAction, default=True,
                    help="write _latent and _deltas .safetensors (default yes; needed by edit/transfer later)")
     _save_deltas_flag(r)
+    _engine_flags(r)
     r.set_defaults(func=_main_command("_cmd_run"))
+
+
+def _engine_flags(q: argparse.ArgumentParser) -> None:
+    """Where `run` does its work: here (embedded, default) or on Ray actors (run.ray_engine)."""
+    q.add_argument("--engine", choices=["embedded", "ray"], default="embedded",
+                   help="embedded (default: this process) or ray (a Ray cluster's actors; pip install -r "
+                        "requirements-ray.txt); same outputs and manifest")
+    q.add_argument("--address", default=None,
+                   help="--engine ray: auto (the cluster of this machine) or ray://HOST:PORT (a remote head); "
+                        "default: start Ray on this machine")
+    q.add_argument("--actors", type=int, default=1, help="--engine ray: workers, each loading the models once")
+    q.add_argument("--gpus-per-actor", type=float, default=0.0,
+                   help="--engine ray: GPUs per actor (0: CPU actors; 0.5: two actors per GPU)")
+    q.add_argument("--cpus-per-actor", type=float, default=1.0, help="--engine ray: CPUs per actor")
 
 
 def _add_align(sub: argparse._SubParsersAction) -> None:
@@ -292,6 +380,8 @@ def build_bench_parser(prog: str, default_recipe: str) -> argparse.ArgumentParse
     p.add_argument("--size", type=int, default=1024, choices=(256, 1024), help="FFHQ config size (recipe weights)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
     p.add_argument("--iters", type=int, default=5, help="refinement iterations")
+    p.add_argument("--mode", nargs="+", default=["exact", "fast"], choices=("exact", "fast"),
+                   help="inversion modes to time (default both; fast = invert(..., fast=True))")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per batch size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 (half precision on GPU only)")

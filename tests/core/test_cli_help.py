@@ -18,7 +18,7 @@ from hyperstyle_core.io.images import DEFAULT_MAX_PIXELS
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "numpy", "PIL", "tqdm")
 COMMANDS = ("download", "convert", "align", "invert", "edit", "transfer", "run", "bench", "ganspace",
-            "styleclip-stats", "styleclip-directions", "clip-convert", "fit-direction", "animate")
+            "styleclip-stats", "styleclip-directions", "clip-convert", "fit-direction", "animate", "evaluate", "train")
 # What the console script pip writes for `hyperstyle = hyperstyle_core.cli:main` does, argv[0] included.
 ENTRY_POINT = """
 import json, sys
@@ -65,7 +65,7 @@ def test_sub_command_help_imports_no_torch(command):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run"], "hyperstyle run: error: the following arguments are required: --input"),
+    (["run"], "hyperstyle run: error: one of the arguments --input --input-list is required"),
     (["download", "--size", "big"], "hyperstyle download: error: argument --size: invalid int value: 'big'"),
     (["nosuch"], "hyperstyle: error: argument command: invalid choice: 'nosuch'"),
 ])
