@@ -11,8 +11,8 @@ from ._images import comfy_to_model_input, model_output_to_comfy
 from ._types import checks_pack_inputs
 
 BATCH_TOOLTIP = "Images processed together; lower it if memory runs out (results are identical)."
-FAST_TOOLTIP = ("Fast mode (connect a Boolean): intermediate iterations rendered at 256 px and int8 hypernetwork "
-                "weights on CPU; several times faster, slightly different deltas (README, Speed). Off = official.")
+FAST_TOOLTIP = ("Fast mode: intermediate iterations rendered at 256 px and int8 hypernetwork weights on CPU; faster, "
+                "slightly different deltas (README, Speed). Off = the official computation.")
 
 
 @checks_pack_inputs
@@ -73,8 +73,8 @@ class HyperStyleRefine:
                                                   "tooltip": "Output every iteration's image (per image, in order)."}),
             "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": BATCH_TOOLTIP}),
         }, "optional": {
-            # An input socket, not a widget, so that saved workflows (positional widget values) keep loading.
-            "fast": ("BOOLEAN", {"default": False, "forceInput": True, "tooltip": FAST_TOOLTIP}),
+            # Optional and last: workflows saved before it existed load with it off.
+            "fast": ("BOOLEAN", {"default": False, "tooltip": FAST_TOOLTIP}),
         }}
 
     def execute(self, model, image, latent, iterations=5, output_all_iterations=False, batch_size=4, fast=False):

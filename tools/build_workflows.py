@@ -227,7 +227,7 @@ def photo_to_deltas() -> list[Node]:
              width=WIDE),
         Node(5, "HyperStyleEncode", [4], {"model": (3, 0), "w_encoder": (4, 0), "image": (2, 0)},
              title="Encode (W latent)", width=WIDE),
-        Node(6, "HyperStyleRefine", [5, False, 4], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)},
+        Node(6, "HyperStyleRefine", [5, False, 4, False], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)},
              title="Refine (weight deltas)", width=WIDE),
     ]
 
@@ -300,7 +300,7 @@ def batch() -> dict:
              width=WIDE),
         Node(9, "HyperStyleEncode", [4], {"model": (7, 0), "w_encoder": (8, 0), "image": (6, 0)},
              title="Encode (W latents)", width=WIDE),
-        Node(10, "HyperStyleRefine", [5, False, 4], {"model": (7, 0), "image": (6, 0), "latent": (9, 0)},
+        Node(10, "HyperStyleRefine", [5, False, 4, False], {"model": (7, 0), "image": (6, 0), "latent": (9, 0)},
              title="Refine (weight deltas)", width=WIDE),
         Node(11, "HyperStyleGenerate", [1.0, False, 4], {"generator": (7, 1), "latent": (9, 0), "deltas": (10, 0)},
              title="Render inversions"),
@@ -355,7 +355,7 @@ def folder() -> dict:
              width=WIDE),
         Node(5, "HyperStyleEncode", [4], {"model": (3, 0), "w_encoder": (4, 0), "image": (2, 0)},
              title="Encode (W latents)", width=WIDE),
-        Node(6, "HyperStyleRefine", [5, False, 4], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)},
+        Node(6, "HyperStyleRefine", [5, False, 4, False], {"model": (3, 0), "image": (2, 0), "latent": (5, 0)},
              title="Refine (weight deltas)", width=WIDE),
         Node(7, "HyperStyleGenerate", [1.0, False, 4], {"generator": (3, 1), "latent": (5, 0), "deltas": (6, 0)},
              title="Render inversions"),
