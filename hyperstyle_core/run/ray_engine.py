@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import time
 import warnings
 from dataclasses import dataclass
@@ -142,7 +141,9 @@ class RayFolderRunner(FolderRunner):
             return
         ray = import_ray()
         ro = self.ray_options
-        rows = [{"plan": pickle.dumps(plan)} for plan in pending]      # plans are the driver's own data
+        # Rows carry positions only: the plans reach each actor once, through Ray's own transfer of the
+        # constructor arguments (as the options and model files do).
+        rows = [{"plan": index} for index in range(len(pending))]
         batch_size = self._batch_size()
         worker_batch = self.options.batch_size or default_batch_size(ro.gpus_per_actor > 0)
         with warnings.catch_warnings():
@@ -156,7 +157,8 @@ class RayFolderRunner(FolderRunner):
             results = blocks.map_batches(
                 PlanActor, compute=ray.data.ActorPoolStrategy(size=ro.actors), batch_size=batch_size,
                 batch_format="pandas", num_cpus=ro.cpus_per_actor, num_gpus=ro.gpus_per_actor or None,
-                fn_constructor_kwargs={"options": self.options, "output": str(self.output), "files": self.files,
+                fn_constructor_kwargs={"plans": pending, "options": self.options, "output": str(self.output),
+                                       "files": self.files,
                                        "needs": model_needs(pending, self.options),
                                        "restyle_latents": self.restyle_latents, "batch_size": worker_batch,
                                        "threads": max(1, int(ro.cpus_per_actor))},
@@ -182,11 +184,11 @@ class RayFolderRunner(FolderRunner):
 
 
 class PlanActor:
-    """A Ray Data callable class: loads the models once, then turns batches of pickled plans into results (one
+    """A Ray Data callable class: loads the models once, then turns batches of plan positions into results (one
     JSON text per file). Its FileWorker is the embedded engine's."""
 
-    def __init__(self, options: RunOptions, output: str, files: ModelFiles, needs: dict[str, bool],
-                 restyle_latents: dict[Path, torch.Tensor], batch_size: int, threads: int):
+    def __init__(self, plans: list[FilePlan], options: RunOptions, output: str, files: ModelFiles,
+                 needs: dict[str, bool], restyle_latents: dict[Path, torch.Tensor], batch_size: int, threads: int):
         # Ray sets OMP_NUM_THREADS for the actor's CPUs, but a worker process that imported torch before keeps its
         # old thread count (measured: 1 thread on a 2-CPU actor, half the speed): say it to torch directly.
         torch.set_num_threads(threads)
@@ -194,9 +196,10 @@ class PlanActor:
         models = RunModels(options, files) if options.needs_models else None
         self.worker = FileWorker(options, Path(output), models, restyle_latents, batch_size)
         self.worker.load_models(needs)
+        self.plans = plans
 
     def __call__(self, batch):
-        plans: list[FilePlan] = [pickle.loads(data) for data in batch["plan"]]
+        plans: list[FilePlan] = [self.plans[int(index)] for index in batch["plan"]]
         results: list[dict] = []
         try:
             for plan in plans:
