@@ -143,7 +143,7 @@ def _run_options(args, products, **extra):
         models=getattr(args, "models", "models"), hyperstyle=getattr(args, "hyperstyle", None),
         w_encoder=getattr(args, "w_encoder", None), restyle=getattr(args, "restyle", None), align=args.align,
         align_size=args.align_size,
-        iterations=getattr(args, "iterations", 5), batch_size=args.batch_size,
+        iterations=getattr(args, "iterations", 5), fast=getattr(args, "fast", False), batch_size=args.batch_size,
         edits=parse_edits(getattr(args, "edit", None)), transfers=tuple(getattr(args, "transfer", None) or ()),
         transfer_latent=getattr(args, "transfer_latent", "restyle"), paste=getattr(args, "paste", True),
         products=frozenset(products), pattern=args.pattern, max_pixels=args.max_pixels, force=args.force,

@@ -24,6 +24,8 @@ PROG = "hyperstyle"                           # the installed entry point (pypro
 MODULE_PROG = f"python -m {PACKAGE}"
 # Same value as io.images.DEFAULT_MAX_PIXELS (a test pins it): that module imports torch, this one may not.
 DEFAULT_MAX_PIXELS = 80_000_000
+FAST_HELP = ("fast mode: 256-px intermediate renders and int8 hypernetwork weights on CPU (about twice as fast, "
+             "a slightly different result: README, Speed); the default follows the official code")
 
 
 @dataclass(frozen=True)
@@ -156,9 +158,7 @@ def _add_invert(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--save-iterations", action="store_true", help="also write every iteration's image")
     i.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     i.add_argument("--dtype", default=None, help="float32 (default), float16 or bfloat16 (GPU only)")
-    i.add_argument("--fast", action="store_true",
-                   help="fast mode: 256-px intermediate renders and int8 hypernetwork weights on CPU (several times "
-                        "faster, slightly different result; README, Speed)")
+    i.add_argument("--fast", action="store_true", help=FAST_HELP)
     _save_deltas_flag(i)
     i.set_defaults(func=_main_command("_cmd_invert"))
 
@@ -204,6 +204,7 @@ def _folder_options(q: argparse.ArgumentParser, models: bool = True) -> None:
         q.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
         q.add_argument("--dtype", default=None, help="float32 (default), float16 or bfloat16 (GPU only)")
         q.add_argument("--iterations", type=int, default=5, help="refinement iterations (official default 5)")
+        q.add_argument("--fast", action="store_true", help=FAST_HELP)
     q.add_argument("--batch-size", type=int, default=None,
                    help="images processed together (default: 1 on CPU, where it is fastest, 4 on a GPU)")
     q.add_argument("--align-size", type=int, default=1024,

@@ -275,7 +275,7 @@ class FolderRunner:
         """The options that shape the outputs, readable (the keys hold them hashed)."""
         o = self.options
         return {"align": o.align, "align_size": o.align_size, "iterations": o.iterations,
-                "dtype": str(o.dtype or "float32"), "deltas_dtype": o.stored_deltas_dtype,
+                "fast": o.fast, "dtype": str(o.dtype or "float32"), "deltas_dtype": o.stored_deltas_dtype,
                 "edits": {label: [e.name, e.factor] for label, e in zip(edit_labels(o.edits), o.edits)},
                 "transfers": [transfer_label(t) for t in o.transfers], "transfer_latent": o.transfer_latent}
 

@@ -7,7 +7,7 @@ converted file's metadata, read from the header only; otherwise the file's own s
 identified by its size and modification time, recorded beside the keys.
 
     alignment key   align on/off, crop size                          -> _aligned.png, _alignment.json
-    inversion key   alignment key, iterations, HyperStyle and W-encoder identities, model dtype
+    inversion key   alignment key, iterations, fast mode, HyperStyle and W-encoder identities, model dtype
                                                                       -> _inversion.png, _pasted.png
     edit key        inversion key, direction name, factor, direction file identity -> _<edit>.png, _<edit>_pasted.png
     transfer key    inversion key, generator identity, latent kind (+ ReStyle-e4e identity) -> _<transfer>.png
@@ -128,8 +128,10 @@ def file_keys(options: RunOptions, ids: ModelIds, latent_input: bool,
     if latent_input:
         base = digest({"saved": list(saved_files or (None, None)), "hyperstyle": ids.hyperstyle})
     else:
+        # `fast` enters the key only when on, so that exact runs recorded before the option existed stay done.
         base = digest({"alignment": align, "iterations": options.iterations, "hyperstyle": ids.hyperstyle,
-                       "w_encoder": ids.w_encoder, "dtype": _dtype_name(options.dtype)})
+                       "w_encoder": ids.w_encoder, "dtype": _dtype_name(options.dtype),
+                       **({"fast": True} if options.fast else {})})
     by_kind: dict[tuple[str, str | None], str] = {
         ("aligned", None): align, ("alignment", None): align,
         ("inversion", None): base, ("pasted", None): digest({"inversion": base, "pasted": align}),

@@ -286,7 +286,7 @@ def render(batch: list[WorkItem], opts: RunOptions, models: RunModels | None) ->
             else None)
     else:
         x = torch.cat([it.x for it in batch])
-        result = invert(x, models.hs, models.we, opts.iterations)
+        result = invert(x, models.hs, models.we, opts.iterations, fast=opts.fast)
         latent, deltas = result.latent, result.deltas
         out["final"] = result.final.float().cpu()
         del result

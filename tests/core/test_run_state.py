@@ -125,6 +125,7 @@ W = ("--no-align", "--transfer-latent", "w")
     pytest.param(["--edit", "age=+3"], ["--edit", "age=+3,smile=-1"], 0, id="edit-added"),
     pytest.param(["--edit", "age=+3,smile=-1"], ["--edit", "age=+3"], 0, id="edit-removed"),
     pytest.param(["--edit", "age=+3"], ["--edit", "age=+3", "--iterations", "2"], 2, id="iterations"),
+    pytest.param(["--edit", "age=+3"], ["--edit", "age=+3", "--fast"], 2, id="fast-mode"),
     pytest.param(["--transfer", "toonify"], ["--transfer", "cartoon"], 0, id="transfer-generator"),
     pytest.param(["--edit", "age=1"], ["--edit", "age=1", "--transfer", "toonify"], 0, id="transfer-added"),
     pytest.param([], ["--save-deltas", "float16"], 0, id="deltas-dtype"),
