@@ -123,18 +123,59 @@ def _check_dtypes(tensors: Mapping[str, torch.Tensor], reference: Mapping[str, t
                              f"checkpoint; use the original download")
 
 
+# Finiteness is checked this many bytes at a time: a whole-tensor torch.isfinite makes a bool copy of it (512 MB for
+# the shared hypernet's w2), which was the peak of a whole inversion's memory (issue 14).
+FINITE_CHUNK_BYTES = 1 << 24
+_FLOAT_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
 def check_finite(tensors: Mapping[str, torch.Tensor], name: str) -> None:
     """Raise ValueError naming the first floating-point tensor that holds NaN or Inf values."""
     for key, t in tensors.items():
-        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name}: tensor {key} holds NaN or Inf values; the weights are damaged (e.g. a "
-                             f"diverged training run). Use the original download")
+        if t.is_floating_point() and t.numel():
+            flat = t.reshape(-1)
+            step = max(1, FINITE_CHUNK_BYTES // t.element_size())
+            if not all(bool(torch.isfinite(flat[i:i + step]).all()) for i in range(0, flat.numel(), step)):
+                _raise_non_finite(name, key)
+
+
+def check_finite_file(path: Path, header: Mapping[str, Any], name: str) -> None:
+    """`check_finite` of a safetensors file's floating-point tensors, read in chunks through the page cache.
+
+    Reading instead of touching the memory-mapped tensors keeps the check from paging the whole file into this
+    process: weights the model never uses (the W-encoder file's decoder, 127 MB at 1024 px, when only the encoder
+    runs) then never count against its memory.
+    """
+    entries = sorted((info["data_offsets"][0], info["data_offsets"][1], key, _FLOAT_DTYPES[info["dtype"]])
+                     for key, info in header.items() if key != "__metadata__" and info.get("dtype") in _FLOAT_DTYPES)
+    buffer = bytearray(FINITE_CHUNK_BYTES)
+    with open(path, "rb", buffering=0) as f:
+        data_start = 8 + int.from_bytes(f.read(8), "little")
+        for start, end, key, dtype in entries:
+            f.seek(data_start + start)
+            remaining = end - start
+            while remaining > 0:
+                n = f.readinto(memoryview(buffer)[:min(remaining, FINITE_CHUNK_BYTES)])
+                if not n:
+                    raise ValueError(f"{name} is truncated inside tensor {key}; convert the .pt again")
+                n -= n % dtype.itemsize
+                if not bool(torch.isfinite(torch.frombuffer(buffer, dtype=dtype, count=n // dtype.itemsize)).all()):
+                    _raise_non_finite(name, key)
+                remaining -= n
+                f.seek(data_start + end - remaining)
+
+
+def _raise_non_finite(name: str, key: str) -> None:
+    raise ValueError(f"{name}: tensor {key} holds NaN or Inf values; the weights are damaged (e.g. a diverged "
+                     f"training run). Use the original download")
 
 
 def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.Tensor], device: torch.device,
-                 dtype: torch.dtype, name: str) -> nn.Module:
+                 dtype: torch.dtype, name: str, finite_checked: bool = False) -> nn.Module:
+    """The model of `kind` holding `tensors` (strict keys and shapes; finite values unless `finite_checked`)."""
     check_strict(kind, config, tensors, name)
-    check_finite(tensors, name)
+    if not finite_checked:
+        check_finite(tensors, name)
     latent_avg = tensors.pop("latent_avg", None) if kind == "stylegan2" else None
     with torch.device("meta"):
         model = _build(kind, config)
@@ -147,9 +188,10 @@ def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.T
 
 
 def read_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Kind, config and metadata of a converted file without reading its tensors."""
+    """Kind, config, metadata and the parsed safetensors header of a converted file, without reading its tensors."""
     path = Path(path)
-    meta = read_safetensors_header(path).get("__metadata__") or {}
+    header = read_safetensors_header(path)
+    meta = header.get("__metadata__") or {}
     found = format_name(meta)
     if found == "weight_deltas":
         raise ValueError(f"{path.name} holds weight deltas, not a model; load it with the Load Deltas node "
@@ -167,7 +209,7 @@ def read_info(path: str | os.PathLike) -> dict[str, Any]:
     except (KeyError, json.JSONDecodeError, RecursionError):      # RecursionError: crafted deep nesting
         raise ValueError(f"{path.name} has no readable architecture config. Convert the .pt again.") from None
     check_config(meta["kind"], config, path.name)       # before anything is built from it
-    return {"kind": meta["kind"], "config": config, "metadata": meta}
+    return {"kind": meta["kind"], "config": config, "metadata": meta, "header": header}
 
 
 def wrong_kind_message(name: str, kind: str | None, expect: str) -> str:
@@ -226,7 +268,8 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, dtyp
     if kind == "direction":
         check_strict(kind, config, tensors, path.name)
         return direction_from_tensor(tensors["direction"], path.stem)
-    model = instantiate(kind, config, tensors, device, dtype, path.name)
+    check_finite_file(path, info["header"], path.name)
+    model = instantiate(kind, config, tensors, device, dtype, path.name, finite_checked=True)
     model.source_path = str(path)
     return model
 

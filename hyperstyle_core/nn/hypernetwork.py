@@ -94,6 +94,20 @@ def _strided_convs(in_c: int, inner_c: int, out_c: int, n_inner: int, first_stri
     return nn.Sequential(*layers)
 
 
+def tall_skinny_pays(z: torch.Tensor, w2: torch.Tensor) -> bool:
+    """Whether the shared hypernet's first product runs as mm(w2^T, z^T) rather than addmm(b2, z, w2).
+
+    Both give the same values up to float rounding (another summation order). The product streams the 512 MiB w2
+    for a few rows of z, so it is memory-bound, and which form streams faster is the BLAS kernel's choice: with
+    AVX-512 MKL the tall-skinny form took 46 ms against 166-170 ms (issue 14), on an AVX2 AMD EPYC it was ten
+    times slower (MKL's kernel for 9 columns). The rule follows the CPU's instruction set rather than a timing at
+    run time, so that one machine always computes the same bytes. Inference on CPU only: training (where the
+    parity of gradients was measured with addmm) and other devices keep addmm.
+    """
+    needs_grad = torch.is_grad_enabled() and (z.requires_grad or w2.requires_grad)
+    return z.device.type == "cpu" and not needs_grad and "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
 class SharedWeightsHypernet(nn.Module):
     """z [B, 512] -> full 3x3 kernel offsets [B, 512, 512, 3, 3] (official SharedWeightsHypernet, mode=None)."""
 
@@ -108,10 +122,13 @@ class SharedWeightsHypernet(nn.Module):
     def forward(self, z: torch.Tensor, first_product: Product | None = None) -> torch.Tensor:
         """first_product replaces `z @ w2 + b2` (fast mode's int8 copy of the 512 MiB w2)."""
         batch = z.shape[0]
-        # addmm fuses the bias add: one pass less over the 85 MB result per 9 layers (same values). The tall-skinny
-        # form mm(w2^T, z^T) that helps on AVX-512 MKL was 10x slower on an AVX2 AMD EPYC (MKL's N=9 kernel), so
-        # the plain product stays.
-        h = torch.addmm(self.b2, z, self.w2) if first_product is None else first_product(z)
+        if first_product is not None:
+            h = first_product(z)
+        elif tall_skinny_pays(z, self.w2):
+            h = torch.mm(self.w2.t(), z.t()).t().contiguous().add_(self.b2)
+        else:
+            # addmm fuses the bias add: one pass less over the result (same values).
+            h = torch.addmm(self.b2, z, self.w2)
         h_in = h.view(batch * self.in_size, self.z_dim)
         h_final = torch.addmm(self.b1, h_in, self.w1)           # [B*in, out*9] in memory ...
         # ... reinterpreted as [B, out, in, 3, 3] exactly as the official view() does.

@@ -495,6 +495,29 @@ def test_non_finite_weights_are_refused_at_conversion_and_load(tmp_path, officia
         load(tmp_path / "inf.safetensors", device="cpu")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_finite_checks_read_in_chunks_find_the_last_bad_value(tmp_path, monkeypatch, dtype):
+    """Load reads the file in chunks (no whole-tensor temporaries, nothing mapped); every chunk is checked."""
+    from hyperstyle_core.io import checkpoints
+    from hyperstyle_core.io.formats import read_safetensors_header
+    monkeypatch.setattr(checkpoints, "FINITE_CHUNK_BYTES", 64)
+    tensors = {"a.weight": torch.ones(3, 50, dtype=dtype), "b.bias": torch.zeros(7, dtype=dtype),
+               "c.index": torch.arange(5)}
+    save_file(tensors, str(tmp_path / "good.safetensors"))
+    checkpoints.check_finite_file(tmp_path / "good.safetensors", read_safetensors_header(tmp_path / "good.safetensors"),
+                                  "good.safetensors")
+    checkpoints.check_finite(tensors, "good")
+    for value in (float("nan"), float("inf"), float("-inf")):
+        bad = dict(tensors, **{"a.weight": tensors["a.weight"].clone()})
+        bad["a.weight"][-1, -1] = value           # in the last of the tensor's 5 (float32) or 3 chunks
+        save_file(bad, str(tmp_path / "bad.safetensors"))
+        header = read_safetensors_header(tmp_path / "bad.safetensors")
+        with pytest.raises(ValueError, match=r"bad\.safetensors: tensor a\.weight holds NaN or Inf"):
+            checkpoints.check_finite_file(tmp_path / "bad.safetensors", header, "bad.safetensors")
+        with pytest.raises(ValueError, match=r"bad: tensor a\.weight holds NaN or Inf"):
+            checkpoints.check_finite(bad, "bad")
+
+
 def test_non_finite_latents_directions_and_ganspace_are_refused(tmp_path):
     save_latent(tmp_path / "x_latent.safetensors", torch.tensor([[[0.0, float("nan")]]]))
     with pytest.raises(ValueError, match=r"x_latent\.safetensors: tensor 'latent' holds NaN or Inf"):

@@ -8,7 +8,7 @@ import torch
 
 from hyperstyle_core import invert
 from hyperstyle_core.nn import fast, ops
-from hyperstyle_core.nn.hypernetwork import RefinementBlock, one_by_one_output
+from hyperstyle_core.nn.hypernetwork import RefinementBlock, SharedWeightsHypernet, one_by_one_output
 from hyperstyle_core.nn.stylegan2 import Generator
 from hyperstyle_core.testing import make_tiny_models, tiny_generator, tiny_generator_config
 
@@ -95,6 +95,26 @@ def test_one_by_one_output_layer_matches_the_conv_with_gradients(batch):
     assert torch.allclose(g_got, g_want, atol=1e-5)             # training can use it: autograd-correct
     wide = torch.randn(batch, 16, 2, 2)                          # not 1x1: the conv itself
     assert torch.equal(one_by_one_output(wide, conv), conv(wide))
+
+
+def test_shared_hypernet_tall_skinny_form_on_avx512_matches_addmm(monkeypatch):
+    """On AVX-512 CPUs the first product runs as mm(w2^T, z^T) (issue 14): same values up to float rounding; with
+    gradients, and on other CPUs, it stays the addmm the official code uses."""
+    torch.manual_seed(0)
+    hypernet = SharedWeightsHypernet(z_dim=64, in_size=32, out_size=16)
+    for p in hypernet.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    z = torch.randn(9, 64)
+    with torch.no_grad():
+        reference = torch.addmm(hypernet.b2, z, hypernet.w2).view(9 * 32, 64)
+        reference = torch.addmm(hypernet.b1, reference, hypernet.w1).view(9, 16, 32, 3, 3)
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+        assert torch.equal(hypernet(z), reference)
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+        tall = hypernet(z)
+    assert not torch.equal(tall, reference)           # the other summation order was taken ...
+    torch.testing.assert_close(tall, reference, rtol=1e-5, atol=1e-6)      # ... with the same values
+    assert torch.equal(hypernet(z).detach(), reference)     # weights that need gradients (training): addmm
 
 
 def test_int8_products_are_close_cached_and_rebuilt_after_weight_changes():
