@@ -18,6 +18,11 @@ MANIFESTS = OFFICIAL / "manifests"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel test workers share the cores: torch's default (one thread per core in every worker) oversubscribes
+    # them, which was several times slower than one thread per worker.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
 
 def _load_recipe():
     path = OFFICIAL / "recipe.py"

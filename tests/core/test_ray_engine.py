@@ -94,8 +94,14 @@ def test_ray_engine_writes_what_the_embedded_engine_writes(tiny, tmp_path):
     src = tmp_path / "in"
     synthetic_images(src, 3)
     bad = add_bad_files(src)
-    embedded = run_folder(src, tmp_path / "embedded", options(tiny))
-    # Two CPUs per actor: torch then uses the driver's thread count, so even float sums agree bit for bit.
+    # The same torch thread count on both sides (2: the actor's CPUs), so that even float sums agree bit for bit
+    # (parallel test workers run the driver with fewer threads).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        embedded = run_folder(src, tmp_path / "embedded", options(tiny))
+    finally:
+        torch.set_num_threads(threads)
     on_ray = run_folder_on_ray(src, tmp_path / "ray", options(tiny), RayOptions(actors=1, cpus_per_actor=2))
     assert (on_ray.ok, on_ray.skipped, on_ray.error, on_ray.codes) == (embedded.ok, embedded.skipped, embedded.error,
                                                                       embedded.codes) == (3, 2, 2, on_ray.codes)
