@@ -178,19 +178,39 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
         raise ValueError(f"{codes.shape[0]} latents for {x.shape[0]} images; pass one latent per image")
     signature = GeneratorSignature.of(generator)
     preview = _preview_size(generator) if fast else None
-    products = fast_products.int8_products(hyperstyle.hypernet) if fast and _int8_pays(param) else None
+    # Fast mode's networks: bf16 copies where bf16 is fast, else float32 with int8 copies of the big matrices (CPU).
+    low = fast and param.dtype == torch.float32 and fast_products.bf16_supported(param.device)
+    hypernet = fast_products.bf16_copy(hyperstyle.hypernet) if low else hyperstyle.hypernet
+    renderer = _CastRenderer(fast_products.bf16_copy(generator), param.dtype) if low else generator
+    products = fast_products.int8_products(hyperstyle.hypernet) if fast and not low and _int8_pays(param) else None
     with torch.no_grad():
-        initial, y_hat = _render_initial(generator, spec, codes, preview)
+        initial, y_hat = _render_initial(renderer, spec, codes, preview)
         deltas: dict[str, torch.Tensor] | None = None
         outputs = []
         for it in range(1, n_iters + 1):
-            predicted = hyperstyle.hypernet(torch.cat([x, y_hat], dim=1), products)
+            features = torch.cat([x, y_hat], dim=1)
+            predicted = hypernet(features.to(torch.bfloat16) if low else features, products)
+            if low:     # deltas are accumulated and returned in the models' dtype
+                predicted = {name: d.to(param.dtype) for name, d in predicted.items()}
             deltas = predicted if deltas is None else _accumulate(deltas, predicted)
-            image, y_hat = _render(generator, spec, codes, deltas, None if it == n_iters else preview)
+            image, y_hat = _render(renderer, spec, codes, deltas, None if it == n_iters else preview)
             outputs.append(image)
             if on_iteration is not None:
                 on_iteration(it, image, WeightDeltas(deltas, signature))
     return InversionResult(latent=codes, deltas=WeightDeltas(deltas, signature), initial=initial, images=outputs)
+
+
+class _CastRenderer:
+    """A low-precision generator copy called like the generator: inputs cast to its dtype, images back to `dtype`."""
+
+    def __init__(self, generator: Generator, dtype: torch.dtype):
+        self.generator, self.dtype = generator, dtype
+        self.size, self.config = generator.size, generator.config
+
+    def __call__(self, codes: torch.Tensor, deltas: dict[str, torch.Tensor] | None, **kwargs) -> torch.Tensor:
+        low = self.generator.input.input.dtype
+        cast = None if deltas is None else {name: d.to(low) for name, d in deltas.items()}
+        return self.generator(codes.to(low), cast, **kwargs).to(self.dtype)
 
 
 def _preview_size(generator: Generator) -> int | None:

@@ -22,8 +22,12 @@ def make_tiny_models(seed: int = 0, size: int = 64, divisor: int = 16) -> tuple[
     """(HyperStyleModel, WEncoderModel) with random weights; small but non-zero weight deltas."""
     gen = torch.Generator().manual_seed(seed)
     config = tiny_generator_config(size, divisor)
-    hs = HyperStyleModel(HyperNetConfig(config), InputSpec())
-    we = WEncoderModel(config, InputSpec())
+    # The constructors draw biases and noise buffers from torch's global generator: seed it too (in a forked
+    # state, so the caller's stream is untouched), or the same seed gives other models in every process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        hs = HyperStyleModel(HyperNetConfig(config), InputSpec())
+        we = WEncoderModel(config, InputSpec())
     for model in (hs, we):
         for name, p in model.named_parameters():
             if p.ndim >= 2:

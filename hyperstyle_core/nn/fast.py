@@ -1,4 +1,9 @@
-"""Fast mode's low-precision copies of the hypernetwork's big matrices (opt-in; exact mode never uses them).
+"""Fast mode's low-precision copies of the networks (opt-in; exact mode never uses them).
+
+Where bf16 arithmetic is fast (CUDA GPUs with bf16, CPUs with AVX-512 BF16 or AMX) fast mode runs bf16 copies of the
+hypernetwork and the generator, cast once (`bf16_copy`; autocast would cast the weights again on every call, which
+costs more than it saves on CPU). Elsewhere on CPU it keeps float32 networks and replaces the hypernetwork's big
+matrices by int8 copies (`int8_products`):
 
 The shared hypernet's w2 (512 MiB) and the 1x1 output layers (510 MiB together) are streamed from memory on every
 iteration, and on CPU that streaming, not arithmetic, is their cost. Fast mode quantises them once to int8 with one
@@ -8,8 +13,10 @@ do not take part in autograd.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 import weakref
+from itertools import chain
 from typing import Callable
 
 import torch
@@ -19,6 +26,38 @@ from .hypernetwork import HyperNetwork, Product, RefinementBlock
 
 # Packed copies per hypernetwork module; weak so that dropping a model frees its copies too.
 _CACHE: "weakref.WeakKeyDictionary[HyperNetwork, Int8Products]" = weakref.WeakKeyDictionary()
+# bf16 copies per module, with the weight versions they were made from.
+_BF16: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int], ...], nn.Module]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 convolutions and products are fast on `device`: CUDA GPUs with bf16 support, CPUs whose oneDNN
+    has native bf16 (AVX-512 BF16 or AMX). On other CPUs bf16 is emulated and many times slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def bf16_copy(module: nn.Module) -> nn.Module:
+    """A bf16 copy of `module` (inference only), made on first use and kept while `module` lives; made again when
+    its weights are replaced or changed in place. Costs half the module's float32 size in memory."""
+    versions = _module_versions(module)
+    cached = _BF16.get(module)
+    if cached is None or cached[0] != versions:
+        # deepcopy with every tensor pre-mapped to its cast: the float32 weights are never copied as they are.
+        memo = {id(t): (nn.Parameter(t.detach().to(torch.bfloat16), requires_grad=False)
+                        if isinstance(t, nn.Parameter) else t.detach().to(torch.bfloat16))
+                for t in chain(module.parameters(), module.buffers()) if t.is_floating_point()}
+        cached = (versions, copy.deepcopy(module, memo).eval())
+        _BF16[module] = cached
+    return cached[1]
+
+
+def _module_versions(module: nn.Module) -> tuple[tuple[int, int], ...]:
+    return tuple((t.data_ptr(), t._version) for t in chain(module.parameters(), module.buffers()))
 
 
 def int8_supported(device: torch.device) -> bool:

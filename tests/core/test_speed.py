@@ -173,6 +173,29 @@ def test_fast_mode_renders_previews_and_stays_close_to_exact(capsys):
     assert psnr > 20 and not torch.equal(quick.final, exact.final)
 
 
+def test_fast_mode_uses_bf16_copies_where_bf16_is_fast(monkeypatch):
+    """On devices with fast bf16 (CUDA, AVX-512 BF16 / AMX CPUs; forced here) fast mode runs bf16 copies of the
+    hypernetwork and generator, cast once; results and deltas come back in float32, close to exact."""
+    hs, we = make_tiny_models(seed=7, size=512, divisor=32)
+    images = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    exact = invert(images, hs, we, n_iters=2)
+    monkeypatch.setattr(fast, "bf16_supported", lambda device: True)
+    packed = []
+    monkeypatch.setattr(fast, "int8_products", lambda hypernet: packed.append(hypernet))
+    quick = invert(images, hs, we, n_iters=2, fast=True)
+    assert packed == []                                     # bf16 copies instead of int8 products
+    assert quick.final.dtype == torch.float32 and all(d.dtype == torch.float32 for d in quick.deltas.values())
+    assert _psnr(quick.final, exact.final) > 20 and not torch.equal(quick.final, exact.final)
+    generator_copy, hypernet_copy = fast.bf16_copy(hs.generator), fast.bf16_copy(hs.hypernet)
+    assert generator_copy is fast.bf16_copy(hs.generator)  # cast once, kept
+    assert all(p.dtype == torch.bfloat16 for p in hypernet_copy.parameters() if p.is_floating_point())
+    assert all(p.dtype == torch.float32 for p in hs.hypernet.parameters())      # the model itself is untouched
+    with torch.no_grad():
+        hs.generator.conv1.conv.weight.mul_(2)            # weights edited in place: a new copy
+    assert fast.bf16_copy(hs.generator) is not generator_copy
+    assert torch.equal(fast.bf16_copy(hs.generator).conv1.conv.weight, hs.generator.conv1.conv.weight.bfloat16())
+
+
 def test_fast_must_be_a_bool():
     hs, we = make_tiny_models(seed=6)
     with pytest.raises(ValueError, match="fast must be True or False, got 'yes'"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hyperstyle_core import invert, load
-from hyperstyle_core.testing import write_tiny_models
+from hyperstyle_core.testing import make_tiny_models, write_tiny_models
 
 
 def test_tiny_models_round_trip_and_invert(tmp_path):
@@ -43,3 +43,18 @@ def test_separable_variant_builds_saves_and_predicts_full_kernels(tmp_path):
     shared = HyperStyleModel(HyperNetConfig(tiny_generator_config(size=256)), InputSpec()).eval()
     per_channel = shared.hypernet(torch.rand(2, 6, 256, 256))["convs.9"]
     assert torch.equal(per_channel[..., 0, 0], per_channel[..., 1, 1])
+
+
+def test_tiny_models_of_one_seed_are_the_same_whatever_the_global_random_state():
+    """Every weight and buffer follows the seed (constructors draw from torch's global generator), so a tiny model
+    is the same in every process; and building one leaves the caller's random stream alone."""
+    torch.manual_seed(123)
+    first = make_tiny_models(seed=3)
+    after = torch.rand(4)
+    torch.manual_seed(999)
+    second = make_tiny_models(seed=3)
+    for a, b in zip(first, second):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(4), after)    # the stream is where it would be without the model build
