@@ -52,3 +52,20 @@ def write_tiny_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
 def tiny_generator(seed: int = 0, size: int = 64, divisor: int = 16) -> Generator:
     torch.manual_seed(seed)
     return Generator(tiny_generator_config(size, divisor)).eval().requires_grad_(False)
+
+
+def write_tiny_run_models(folder: str | Path, transfers: dict[str, int] | None = None) -> Path:
+    """A tiny models folder for the folder runner: `write_tiny_models`, age and smile directions (written as official
+    .pt files and converted, as a user's would be) and one tiny generator per `transfers` entry (name -> seed)."""
+    from .io.convert import convert
+
+    folder = Path(folder)
+    write_tiny_models(folder)
+    for name, seed in (transfers if transfers is not None else {"toonify": 3}).items():
+        save_model(tiny_generator(seed=seed), folder / f"{name}.safetensors", "tiny")
+    g = torch.Generator().manual_seed(1)
+    for name in ("age", "smile"):
+        torch.save(torch.randn(1, tiny_generator_config().style_dim, generator=g), folder / f"{name}.pt")
+        convert(folder / f"{name}.pt", folder)
+        (folder / f"{name}.pt").unlink()
+    return folder

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -67,6 +68,36 @@ class ConvertedKinds:
 @pytest.fixture(scope="session")
 def converted(recipe, tmp_path_factory):
     return ConvertedKinds(recipe, tmp_path_factory.mktemp("official"))
+
+
+# The loss networks' files as the official repositories release them (issue 12): name -> manifest kind.
+LOSS_FILES = {"ir_se50": "model_ir_se50.pth", "alexnet": "alexnet-owt-7be5be79.pth", "lpips_alex_lin": "alex.pth",
+              "moco_v2": "moco_v2_800ep_pretrain.pt"}
+
+
+def original_loss_checkpoint(recipe, kind: str) -> dict:
+    """A loss network's recipe weights in its released layout (AlexNet without the classifier the losses never use;
+    MoCo with the key encoder and queue its file also holds, which conversion drops)."""
+    manifest = json.loads((MANIFESTS / f"{kind}.json").read_text())
+    entries = [e for c in manifest["containers"].values() for e in c if not e["key"].startswith("classifier.")]
+    sd = {e["key"]: recipe.make_tensor(e) for e in entries}
+    if kind == "moco_v2":
+        sd["module.encoder_k.conv1.weight"] = torch.zeros(64, 3, 7, 7)
+        sd["module.queue"] = torch.zeros(128, 16)
+        return {"state_dict": sd, "epoch": 800, "arch": "resnet50"}
+    return sd
+
+
+@pytest.fixture(scope="session")
+def loss_models(recipe, tmp_path_factory) -> Path:
+    """A models folder with the four loss networks, converted from recipe files in their released layouts."""
+    from hyperstyle_core import convert
+    src, models = tmp_path_factory.mktemp("loss_sources"), tmp_path_factory.mktemp("loss_models")
+    for kind, name in LOSS_FILES.items():
+        torch.save(original_loss_checkpoint(recipe, kind), src / name)
+        convert(src / name, models)
+        (src / name).unlink()
+    return models
 
 
 @pytest.fixture(scope="session")

@@ -20,39 +20,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import MANIFESTS, OFFICIAL
-from hyperstyle_core import convert
+from conftest import OFFICIAL
 from hyperstyle_core.train.losses import HyperStyleLoss, LossWeights, find_loss_networks, l2_loss, load_losses
 
 REFS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "official_losses.json").read_text())
 TOL = 2e-6          # observed max abs error 1.2e-7 (float32); a real difference is far larger
 GRAD_TOL = 1e-4     # relative, on sums of the gradient [2, 3, 256, 256]
-# Official file name per loss network, in its original layout (AlexNet without its unused classifier: smaller).
-ORIGINAL_FILES = {"ir_se50": "model_ir_se50.pth", "alexnet": "alexnet-owt-7be5be79.pth", "lpips_alex_lin": "alex.pth",
-                  "moco_v2": "moco_v2_800ep_pretrain.pt"}
-
-
-def _original_checkpoint(recipe, kind: str) -> dict:
-    manifest = json.loads((MANIFESTS / f"{kind}.json").read_text())
-    entries = [e for c in manifest["containers"].values() for e in c if not e["key"].startswith("classifier.")]
-    sd = {e["key"]: recipe.make_tensor(e) for e in entries}
-    if kind == "moco_v2":       # the released file also holds the key encoder and the queue, which are dropped
-        sd["module.encoder_k.conv1.weight"] = torch.zeros(64, 3, 7, 7)
-        sd["module.queue"] = torch.zeros(128, 16)
-        return {"state_dict": sd, "epoch": 800, "arch": "resnet50"}
-    return sd
-
-
-@pytest.fixture(scope="module")
-def loss_models(recipe, tmp_path_factory) -> Path:
-    """A models folder holding the four loss networks, converted from recipe files in their original layouts."""
-    src = tmp_path_factory.mktemp("loss_sources")
-    models = tmp_path_factory.mktemp("loss_models")
-    for kind, name in ORIGINAL_FILES.items():
-        torch.save(_original_checkpoint(recipe, kind), src / name)
-        convert(src / name, models)
-        (src / name).unlink()
-    return models
 
 
 @pytest.fixture(scope="module")

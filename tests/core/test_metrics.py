@@ -25,8 +25,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from conftest import MANIFESTS, SHARED
-from hyperstyle_core import convert
+from conftest import SHARED
 from hyperstyle_core.cli.main import main as cli_main
 from hyperstyle_core.metrics import (Evaluation, ImagePair, evaluate_folders, evaluate_pairs, evaluate_run,
                                      format_summary, load_metric_networks, ms_ssim, pair_folders, pair_run,
@@ -39,7 +38,6 @@ PHOTOS = SHARED / "data" / "photos"
 # ToTensor + Normalize) and the thread count (summation order): observed max abs error 6e-8 for every metric.
 # A wrong window, range guess or scale weight moves a score by more than 1e-3.
 TOL = 2e-6
-ORIGINAL_FILES = {"ir_se50": "model_ir_se50.pth", "alexnet": "alexnet-owt-7be5be79.pth", "lpips_alex_lin": "alex.pth"}
 
 
 def _write_parity_images(root: Path) -> tuple[Path, Path]:
@@ -65,21 +63,10 @@ def _write_parity_images(root: Path) -> tuple[Path, Path]:
     return pred, gt
 
 
-def _original_checkpoint(recipe, kind: str) -> dict:
-    manifest = json.loads((MANIFESTS / f"{kind}.json").read_text())
-    entries = [e for c in manifest["containers"].values() for e in c if not e["key"].startswith("classifier.")]
-    return {e["key"]: recipe.make_tensor(e) for e in entries}
-
-
 @pytest.fixture(scope="module")
-def metric_models(recipe, tmp_path_factory) -> Path:
-    """A models folder with the three metric networks, converted from recipe files in their original layouts."""
-    src, models = tmp_path_factory.mktemp("metric_sources"), tmp_path_factory.mktemp("metric_models")
-    for kind, name in ORIGINAL_FILES.items():
-        torch.save(_original_checkpoint(recipe, kind), src / name)
-        convert(src / name, models)
-        (src / name).unlink()
-    return models
+def metric_models(loss_models) -> Path:
+    """A models folder with the metric networks (the shared loss-network folder: IR-SE50, AlexNet, LPIPS, MoCo)."""
+    return loss_models
 
 
 @pytest.fixture(scope="module")

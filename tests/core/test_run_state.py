@@ -36,20 +36,8 @@ HALF_DELTAS_RENDER_ERROR = 1e-6
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Tiny models, tiny age/smile directions and two tiny transfer generators (toonify, cartoon)."""
-    from hyperstyle_core import convert
-    from hyperstyle_core.io.checkpoints import save_model
-    from hyperstyle_core.testing import tiny_generator, write_tiny_models
-
-    folder = tmp_path_factory.mktemp("tiny_models")
-    write_tiny_models(folder)
-    save_model(tiny_generator(seed=3), folder / "toonify.safetensors", "tiny")
-    save_model(tiny_generator(seed=5), folder / "cartoon.safetensors", "tiny")
-    g = torch.Generator().manual_seed(1)
-    for name in ("age", "smile"):
-        torch.save(torch.randn(1, 32, generator=g), folder / f"{name}.pt")
-        convert(folder / f"{name}.pt", folder)
-        (folder / f"{name}.pt").unlink()
-    return folder
+    from hyperstyle_core.testing import write_tiny_run_models
+    return write_tiny_run_models(tmp_path_factory.mktemp("tiny_models"), {"toonify": 3, "cartoon": 5})
 
 
 @pytest.fixture()

@@ -21,7 +21,6 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import MANIFESTS, OFFICIAL
-from hyperstyle_core import convert
 from hyperstyle_core.nn.hypernetwork import HyperNetConfig
 from hyperstyle_core.nn.networks import HyperStyleModel, InputSpec, WEncoderModel
 from hyperstyle_core.nn.stylegan2 import GeneratorConfig
@@ -30,7 +29,6 @@ from hyperstyle_core.train.optim import make_optimizer
 from hyperstyle_core.train.step import train_step
 
 REF = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "official_train_step.json").read_text())
-LOSS_FILES = {"ir_se50": "model_ir_se50.pth", "alexnet": "alexnet-owt-7be5be79.pth", "lpips_alex_lin": "alex.pth"}
 # Tolerances, from the comparison of the full tensors outside the repo (ours vs official, float32):
 # - losses: max abs error 3.6e-7 (float32 rounding of values ~0.6).
 # - gradients of the layers with no activation between them and the loss (shared hypernet, the refinement blocks'
@@ -57,7 +55,7 @@ def _manifest_tensors(recipe, kind: str, keys) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def step(recipe, tmp_path_factory):
+def step(recipe, loss_models):
     setup = REF["setup"]
     torch.set_num_threads(setup["threads"])
     model = HyperStyleModel(HyperNetConfig(GeneratorConfig(256), layers_to_tune=tuple(setup["layers_to_tune"])),
@@ -65,15 +63,7 @@ def step(recipe, tmp_path_factory):
     model.load_state_dict(_manifest_tensors(recipe, "hyperstyle_ffhq_256", model.state_dict()), strict=True)
     w_encoder = WEncoderModel(GeneratorConfig(256), InputSpec())
     w_encoder.load_state_dict(_manifest_tensors(recipe, "faces_w_encoder_256", w_encoder.state_dict()), strict=True)
-    models = tmp_path_factory.mktemp("loss_models")
-    for kind, name in LOSS_FILES.items():
-        manifest = json.loads((MANIFESTS / f"{kind}.json").read_text())
-        sd = {e["key"]: recipe.make_tensor(e) for c in manifest["containers"].values() for e in c
-              if not e["key"].startswith("classifier.")}
-        torch.save(sd, models / name)
-        convert(models / name, models)
-        (models / name).unlink()
-    loss_fn = load_losses(LossWeights(**setup["lambdas"]), models)
+    loss_fn = load_losses(LossWeights(**setup["lambdas"]), loss_models)
     model.requires_grad_(False)
     model.hypernet.requires_grad_(True).train()
     w_encoder.eval().requires_grad_(False)
