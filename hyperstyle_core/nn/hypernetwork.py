@@ -94,18 +94,42 @@ def _strided_convs(in_c: int, inner_c: int, out_c: int, n_inner: int, first_stri
     return nn.Sequential(*layers)
 
 
-def tall_skinny_pays(z: torch.Tensor, w2: torch.Tensor) -> bool:
-    """Whether the shared hypernet's first product runs as mm(w2^T, z^T) rather than addmm(b2, z, w2).
+# The shared hypernet's first product z [n, 512] @ w2 [512, 512*512] streams the 512 MiB w2 for a few rows of z: it
+# is memory-bound, and how fast it streams depends on the BLAS kernel the form selects. Measured (issue 14):
+# - AVX-512 MKL: the tall-skinny mm(w2^T, z^T) took 46 ms against 166-170 ms for addmm;
+# - AVX2 AMD EPYC: tall-skinny was ten times slower than addmm (MKL's kernel for 9 columns), but addmm over blocks of
+#   16 rows of w2 (16 MB each, accumulated into the result) took 65-86 ms against 171-208 ms for n = 9 (batch 1) and
+#   105 against 190 ms for n = 18; from n = 36 the single addmm is faster.
+# Every form gives the same values up to float rounding (another summation order). The choice follows the CPU's
+# instruction set and the row count, never a timing at run time, so one machine always computes the same bytes.
+# Training (where the parity of gradients was measured with addmm) and other devices keep addmm.
+FIRST_PRODUCT_FORMS = ("addmm", "tall_skinny", "row_blocks")
+ROW_BLOCK = 16              # rows of w2 per block of the "row_blocks" form
+ROW_BLOCKS_MAX_ROWS = 24    # z rows up to which the blocks pay
 
-    Both give the same values up to float rounding (another summation order). The product streams the 512 MiB w2
-    for a few rows of z, so it is memory-bound, and which form streams faster is the BLAS kernel's choice: with
-    AVX-512 MKL the tall-skinny form took 46 ms against 166-170 ms (issue 14), on an AVX2 AMD EPYC it was ten
-    times slower (MKL's kernel for 9 columns). The rule follows the CPU's instruction set rather than a timing at
-    run time, so that one machine always computes the same bytes. Inference on CPU only: training (where the
-    parity of gradients was measured with addmm) and other devices keep addmm.
-    """
+
+def first_product_form(z: torch.Tensor, w2: torch.Tensor) -> str:
+    """Which form computes z @ w2 + b2 here (see FIRST_PRODUCT_FORMS and the measurements above)."""
     needs_grad = torch.is_grad_enabled() and (z.requires_grad or w2.requires_grad)
-    return z.device.type == "cpu" and not needs_grad and "AVX512" in torch.backends.cpu.get_cpu_capability()
+    if z.device.type != "cpu" or needs_grad:
+        return "addmm"
+    if "AVX512" in torch.backends.cpu.get_cpu_capability():
+        return "tall_skinny"
+    return "row_blocks" if z.shape[0] <= ROW_BLOCKS_MAX_ROWS else "addmm"
+
+
+def first_product(z: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, form: str) -> torch.Tensor:
+    """z [n, K] @ w2 [K, N] + b2 [N] -> [n, N] in the given form."""
+    if form == "tall_skinny":
+        return torch.mm(w2.t(), z.t()).t().contiguous().add_(b2)
+    if form == "row_blocks":
+        out = b2.expand(z.shape[0], -1).clone()
+        for k in range(0, w2.shape[0], ROW_BLOCK):
+            out.addmm_(z[:, k:k + ROW_BLOCK], w2[k:k + ROW_BLOCK])
+        return out
+    if form != "addmm":
+        raise ValueError(f"form must be one of {', '.join(FIRST_PRODUCT_FORMS)}, got {form!r}")
+    return torch.addmm(b2, z, w2)       # addmm fuses the bias add: one pass less over the result
 
 
 class SharedWeightsHypernet(nn.Module):
@@ -119,16 +143,13 @@ class SharedWeightsHypernet(nn.Module):
         self.w2 = nn.Parameter(torch.zeros(z_dim, in_size * z_dim))
         self.b2 = nn.Parameter(torch.zeros(in_size * z_dim))
 
-    def forward(self, z: torch.Tensor, first_product: Product | None = None) -> torch.Tensor:
-        """first_product replaces `z @ w2 + b2` (fast mode's int8 copy of the 512 MiB w2)."""
+    def forward(self, z: torch.Tensor, low_precision_product: Product | None = None) -> torch.Tensor:
+        """low_precision_product replaces `z @ w2 + b2` (fast mode's int8 copy of the 512 MiB w2)."""
         batch = z.shape[0]
-        if first_product is not None:
-            h = first_product(z)
-        elif tall_skinny_pays(z, self.w2):
-            h = torch.mm(self.w2.t(), z.t()).t().contiguous().add_(self.b2)
+        if low_precision_product is not None:
+            h = low_precision_product(z)
         else:
-            # addmm fuses the bias add: one pass less over the result (same values).
-            h = torch.addmm(self.b2, z, self.w2)
+            h = first_product(z, self.w2, self.b2, first_product_form(z, self.w2))
         h_in = h.view(batch * self.in_size, self.z_dim)
         h_final = torch.addmm(self.b1, h_in, self.w1)           # [B*in, out*9] in memory ...
         # ... reinterpreted as [B, out, in, 3, 3] exactly as the official view() does.

@@ -8,7 +8,8 @@ import torch
 
 from hyperstyle_core import invert
 from hyperstyle_core.nn import fast, ops
-from hyperstyle_core.nn.hypernetwork import RefinementBlock, SharedWeightsHypernet, one_by_one_output
+from hyperstyle_core.nn.hypernetwork import (RefinementBlock, SharedWeightsHypernet, first_product,
+                                             first_product_form, one_by_one_output)
 from hyperstyle_core.nn.stylegan2 import Generator
 from hyperstyle_core.testing import make_tiny_models, tiny_generator, tiny_generator_config
 
@@ -97,24 +98,31 @@ def test_one_by_one_output_layer_matches_the_conv_with_gradients(batch):
     assert torch.equal(one_by_one_output(wide, conv), conv(wide))
 
 
-def test_shared_hypernet_tall_skinny_form_on_avx512_matches_addmm(monkeypatch):
-    """On AVX-512 CPUs the first product runs as mm(w2^T, z^T) (issue 14): same values up to float rounding; with
-    gradients, and on other CPUs, it stays the addmm the official code uses."""
+@pytest.mark.parametrize("capability, rows, form", [("AVX512", 9, "tall_skinny"), ("AVX2", 9, "row_blocks"),
+                                                   ("AVX2", 18, "row_blocks"), ("AVX2", 36, "addmm"),
+                                                   ("DEFAULT", 9, "row_blocks")])
+def test_shared_hypernet_first_product_forms_match_addmm(monkeypatch, capability, rows, form):
+    """The first product's form follows the CPU and the row count (issue 14's measurements); every form gives the
+    addmm values up to float rounding; with gradients it stays the addmm the official code uses."""
     torch.manual_seed(0)
     hypernet = SharedWeightsHypernet(z_dim=64, in_size=32, out_size=16)
     for p in hypernet.parameters():
         torch.nn.init.normal_(p, std=0.1)
-    z = torch.randn(9, 64)
+    z = torch.randn(rows, 64)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     with torch.no_grad():
-        reference = torch.addmm(hypernet.b2, z, hypernet.w2).view(9 * 32, 64)
-        reference = torch.addmm(hypernet.b1, reference, hypernet.w1).view(9, 16, 32, 3, 3)
-        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-        assert torch.equal(hypernet(z), reference)
-        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-        tall = hypernet(z)
-    assert not torch.equal(tall, reference)           # the other summation order was taken ...
-    torch.testing.assert_close(tall, reference, rtol=1e-5, atol=1e-6)      # ... with the same values
-    assert torch.equal(hypernet(z).detach(), reference)     # weights that need gradients (training): addmm
+        assert first_product_form(z, hypernet.w2) == form
+        reference = torch.addmm(hypernet.b2, z, hypernet.w2)
+        got = first_product(z, hypernet.w2, hypernet.b2, form)
+        want = torch.addmm(hypernet.b1, reference.view(rows * 32, 64), hypernet.w1).view(rows, 16, 32, 3, 3)
+        kernels = hypernet(z)
+    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-6)
+    assert form == "addmm" or not torch.equal(got, reference)       # the other summation order was taken
+    torch.testing.assert_close(kernels, want, rtol=1e-5, atol=1e-6)
+    assert first_product_form(z, hypernet.w2) == "addmm"           # weights that need gradients (training)
+    assert torch.equal(hypernet(z).detach(), want)                 # ... bit for bit
+    with pytest.raises(ValueError, match="form must be one of"):
+        first_product(z, hypernet.w2, hypernet.b2, "fastest")
 
 
 def test_int8_products_are_close_cached_and_rebuilt_after_weight_changes():
