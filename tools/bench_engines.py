@@ -31,7 +31,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hyperstyle_core.devices import keep_freed_memory  # noqa: E402 - the repository first on the path
+from hyperstyle_core.cli.bench import rss_gib  # noqa: E402 - the repository first on the path
+from hyperstyle_core.devices import keep_freed_memory  # noqa: E402
 from hyperstyle_core.io.convert import convert  # noqa: E402
 from hyperstyle_core.run.models import RunModels, resolve_model_files  # noqa: E402
 from hyperstyle_core.run.options import RunOptions  # noqa: E402
@@ -80,14 +81,6 @@ def synthetic_crops(folder: Path, n: int, size: int) -> Path:
         small = rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)
         Image.fromarray(small).resize((size, size), Image.BICUBIC).save(folder / f"img_{i:03d}.png")
     return folder
-
-
-def rss_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def model_memory(options: RunOptions) -> float:

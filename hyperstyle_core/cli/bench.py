@@ -28,20 +28,20 @@ from .parser import build_bench_parser, default_recipe
 DEFAULT_RECIPE = Path(default_recipe())
 
 
-def _rss_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2 ** 20
+def rss_gib(field: str = "VmRSS") -> float:
+    """This process's resident memory in GiB from /proc/self/status (`field` "VmHWM": the peak); NaN off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
     return float("nan")
 
 
-def _peak_rss_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2 ** 20
-    return float("nan")
+def peak_rss_gib() -> float:
+    return rss_gib("VmHWM")
 
 
 def _reset_peak_rss() -> bool:
@@ -173,7 +173,7 @@ def _report(batch: int, mode: str, rep: int, total: float, times: dict[str, list
           f"other {total - hyper_sum - gen_sum - w_time:.2f} s")
     if device.type == "cuda":
         print(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB")
-    print(f"  peak RSS during inversion {_peak_rss_gib():.2f} GiB (RSS now {_rss_gib():.2f} GiB)")
+    print(f"  peak RSS during inversion {peak_rss_gib():.2f} GiB (RSS now {rss_gib():.2f} GiB)")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m hyperstyle_core.bench") -> int:
@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m hyperstyle_core.b
           f"cpus {os.cpu_count()}")
     t0 = time.perf_counter()
     hs, we = load_models(args, device, dtype)
-    print(f"models ready in {time.perf_counter() - t0:.1f} s, RSS {_rss_gib():.2f} GiB "
-          f"(peak so far {_peak_rss_gib():.2f} GiB)")
+    print(f"models ready in {time.perf_counter() - t0:.1f} s, RSS {rss_gib():.2f} GiB "
+          f"(peak so far {peak_rss_gib():.2f} GiB)")
     for mode in args.mode:
         for batch in args.batch:
             run(batch, hs, we, args.iters, device, args.repeats, fast=mode == "fast")
