@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -66,3 +71,45 @@ def keep_freed_memory() -> bool:
         return False                    # musl, macOS, Windows: no mallopt, their allocators behave differently
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES))
+
+
+@contextmanager
+def ieee_float32(device: torch.device) -> Iterator[None]:
+    """Full float32 arithmetic for the block on a CUDA device: TF32 off for cuBLAS products and cuDNN convolutions.
+
+    PyTorch lets cuDNN run float32 convolutions in TF32 (10-bit mantissa) by default on Ampere and later GPUs, which
+    moves a 1024-px render by ~1e-3 from the float32 result the official code gives on the same weights; exact mode
+    promises float rounding. The process-wide flags are restored afterwards, so a host (ComfyUI) keeps its own
+    choice. Half-precision models are unaffected; other devices: nothing to do.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+        # The per-backend API (PyTorch >= 2.9); the legacy allow_tf32 flags must not be mixed with it.
+        saved = matmul.fp32_precision, conv.fp32_precision
+        matmul.fp32_precision = conv.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = saved
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def full_float32(forward: Callable[..., T]) -> Callable[..., T]:
+    """Decorates a module's forward to run under `ieee_float32` on the module's own device."""
+    @functools.wraps(forward)
+    def wrapper(module: torch.nn.Module, *args, **kwargs) -> T:
+        param = next(module.parameters(), None)
+        if param is None or param.device.type != "cuda":
+            return forward(module, *args, **kwargs)
+        with ieee_float32(param.device):
+            return forward(module, *args, **kwargs)
+    return wrapper

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HYPERSTYLE_SHARED", REPO.parent / "shared"))
 OFFICIAL = SHARED / "fixtures" / "official"
 MANIFESTS = OFFICIAL / "manifests"
+# Where the parity tests run the models: cpu here and in CI; cuda on a GPU machine (tools/device_check.sh).
+TEST_DEVICE = os.environ.get("HYPERSTYLE_TEST_DEVICE", "cpu")
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -109,8 +111,8 @@ def expected_256():
 @pytest.fixture(scope="session")
 def models_256(converted):
     from hyperstyle_core import load
-    hs = load(converted("hyperstyle_ffhq_256"), device="cpu")
-    we = load(converted("faces_w_encoder_256"), device="cpu")
+    hs = load(converted("hyperstyle_ffhq_256"), device=TEST_DEVICE)
+    we = load(converted("faces_w_encoder_256"), device=TEST_DEVICE)
     return hs, we
 
 

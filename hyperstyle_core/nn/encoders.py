@@ -9,6 +9,7 @@ import math
 import torch
 from torch import nn
 
+from ..devices import full_float32
 from .stylegan2 import EqualLinear
 
 # IR-50 stage layout: (in_channel, depth, units); the first unit of each stage has stride 2.
@@ -77,6 +78,7 @@ class WEncoder(nn.Module):
         self.body = ir_se50_body(divisor)
         self.linear = EqualLinear(512 // divisor, style_dim)
 
+    @full_float32
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [-1, 1] (256x256 faces, 192x256 cars) -> offsets from latent_avg [B, n_latent, D]."""
         x = self.body(self.input_layer(images))
@@ -111,6 +113,7 @@ class ReStyleE4EEncoder(nn.Module):
         self.body = ir_se50_body()
         self.styles = nn.ModuleList([GradualStyleBlock(512, 512, 16) for _ in range(n_latent)])
 
+    @full_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 6, 256, 256] (image, current reconstruction) -> W+ residual [B, n_latent, 512]."""
         feats = self.body(self.input_layer(x))

@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from ..devices import full_float32
 from .stylegan2 import EqualLinear, GeneratorConfig, modulated_layer_table
 
 Product = Callable[[torch.Tensor], torch.Tensor]     # [B, in] -> [B, out]: a weight matrix applied (fast mode)
@@ -286,6 +287,7 @@ class HyperNetwork(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.relu(self.bn1(self.conv1(x))))
 
+    @full_float32
     def forward(self, x: torch.Tensor, products: LowPrecisionProducts | None = None) -> dict[str, torch.Tensor]:
         """products: fast mode's low-precision copies of the big matrices (None = exact, the default)."""
         feats = self.features(x)

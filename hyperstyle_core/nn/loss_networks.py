@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import full_float32
 from .encoders import input_layer, ir_se50_body
 
 ARCFACE_SIZE = 112                                  # IR-SE50 input side (Backbone(input_size=112))
@@ -41,6 +42,7 @@ class IRSE50(nn.Module):
         self.output_layer = nn.Sequential(nn.BatchNorm2d(512), nn.Dropout(drop_ratio), nn.Flatten(),
                                           nn.Linear(512 * spatial * spatial, 512), nn.BatchNorm1d(512))
 
+    @full_float32
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         """faces: [B, 3, 112, 112] in [-1, 1]. Returns [B, 512] with unit l2 norm (no epsilon, as the official)."""
         x = self.output_layer(self.body(self.input_layer(faces)))
@@ -64,6 +66,7 @@ class AlexNetFeatures(nn.Module):
             nn.MaxPool2d(3, 2),
         )
 
+    @full_float32
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: [B, 3, H, W] (already LPIPS-scaled). Returns the 5 feature maps at ALEXNET_TAPS, channels as
         ALEXNET_CHANNELS; the layers after the last tap are not run (as the official BaseNet.forward)."""
@@ -145,6 +148,7 @@ class MoCoResNet50(nn.Module):
             stage += [Bottleneck(in_channels, planes, 1) for _ in range(blocks - 1)]
             self.add_module(f"layer{i}", nn.Sequential(*stage))
 
+    @full_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))

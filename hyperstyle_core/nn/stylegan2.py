@@ -14,6 +14,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..devices import full_float32
 from . import ops
 from .ops import IMPLS
 CHANNELS_BASE = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
@@ -257,6 +258,7 @@ class Generator(nn.Module):
                        (f"to_rgbs.{b}", to_rgb.conv)]
         return layers
 
+    @full_float32
     def forward(self, latent: torch.Tensor | None = None, deltas: Mapping[str, torch.Tensor] | None = None,
                 randomize_noise: bool = False, style_codes: Mapping[str, torch.Tensor] | None = None,
                 impl: str = "auto", render_size: int | None = None) -> torch.Tensor:

@@ -26,7 +26,7 @@ def inversion(models_256, expected_256):
 
 def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, f"{list(a.shape)} != {list(b.shape)}"
-    return (a.float() - b.float()).abs().max().item()
+    return (a.float().cpu() - b.float().cpu()).abs().max().item()
 
 
 def test_w_codes_match(inversion, expected_256, models_256):

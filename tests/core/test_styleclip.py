@@ -29,7 +29,7 @@ BETAS = (0.11, 0.13)
 
 def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.float() - b.float()).abs().max().item()
+    return (a.float().cpu() - b.float().cpu()).abs().max().item()
 
 
 @pytest.fixture(scope="module")
