@@ -179,9 +179,10 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
     signature = GeneratorSignature.of(generator)
     preview = _preview_size(generator) if fast else None
     # Fast mode's networks: bf16 copies where bf16 is fast, else float32 with int8 copies of the big matrices (CPU).
-    low = fast and param.dtype == torch.float32 and fast_products.bf16_supported(param.device)
-    hypernet = fast_products.bf16_copy(hyperstyle.hypernet) if low else hyperstyle.hypernet
-    renderer = _CastRenderer(fast_products.bf16_copy(generator), param.dtype) if low else generator
+    copies = bf16_networks(hyperstyle, fast)
+    low = copies is not None
+    hypernet = copies[0] if low else hyperstyle.hypernet
+    renderer = _CastRenderer(copies[1], param.dtype) if low else generator
     products = fast_products.int8_products(hyperstyle.hypernet) if fast and not low and _int8_pays(param) else None
     with torch.no_grad():
         initial, y_hat = _render_initial(renderer, spec, codes, preview)
@@ -198,6 +199,15 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
             if on_iteration is not None:
                 on_iteration(it, image, WeightDeltas(deltas, signature))
     return InversionResult(latent=codes, deltas=WeightDeltas(deltas, signature), initial=initial, images=outputs)
+
+
+def bf16_networks(hyperstyle: HyperStyleModel, fast: bool) -> tuple[torch.nn.Module, Generator] | None:
+    """The bf16 copies (hypernetwork, generator) that `refine` runs in fast mode where bf16 is fast (float32 models
+    on CUDA with bf16, AVX-512 BF16 / AMX CPUs), made once and cached; None where it runs the models themselves."""
+    param = hyperstyle.generator.input.input
+    if not (fast and param.dtype == torch.float32 and fast_products.bf16_supported(param.device)):
+        return None
+    return fast_products.bf16_copy(hyperstyle.hypernet), fast_products.bf16_copy(hyperstyle.generator)
 
 
 class _CastRenderer:

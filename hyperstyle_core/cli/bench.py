@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..io import checkpoints, convert
 from ..devices import resolve_device, resolve_dtype
-from ..inversion import invert
+from ..inversion import bf16_networks, invert
 from .parser import build_bench_parser, default_recipe
 
 DEFAULT_RECIPE = Path(default_recipe())
@@ -119,11 +119,13 @@ class StageTimer:
             h.remove()
 
 
-def _watched(hs, we, device: torch.device, count_flops: bool) -> StageTimer:
+def _watched(hs, we, device: torch.device, count_flops: bool, fast: bool) -> StageTimer:
+    """Timers on the networks the inversion runs: fast mode's bf16 copies where it makes them."""
     timer = StageTimer(device, count_flops)
+    hypernet, generator = bf16_networks(hs, fast) or (hs.hypernet, hs.generator)
     timer.watch(we.encoder, "w_encoder")
-    timer.watch(hs.hypernet, "hypernet")
-    timer.watch(hs.decoder, "generator")
+    timer.watch(hypernet, "hypernet")
+    timer.watch(generator, "generator")
     return timer
 
 
@@ -138,13 +140,13 @@ def run(batch: int, hs, we, n_iters: int, device: torch.device, repeats: int, fa
     images = (images * 2 - 1).to(device)
     # Warm-up (allocator, kernels, fast mode's int8 copies) with a FLOP count of every stage: the first and the
     # last generator call are the initial render and a final (full) render, in either mode.
-    counter = _watched(hs, we, device, count_flops=True)
+    counter = _watched(hs, we, device, count_flops=True, fast=fast)
     invert(images, hs, we, n_iters=1, fast=fast)
     counter.close()
     flops = counter.flops
     mode = "fast" if fast else "exact"
     for rep in range(repeats):
-        timer = _watched(hs, we, device, count_flops=False)
+        timer = _watched(hs, we, device, count_flops=False, fast=fast)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         _reset_peak_rss()

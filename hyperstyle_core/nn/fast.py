@@ -51,7 +51,15 @@ def bf16_copy(module: nn.Module) -> nn.Module:
         memo = {id(t): (nn.Parameter(t.detach().to(torch.bfloat16), requires_grad=False)
                         if isinstance(t, nn.Parameter) else t.detach().to(torch.bfloat16))
                 for t in chain(module.parameters(), module.buffers()) if t.is_floating_point()}
-        cached = (versions, copy.deepcopy(module, memo).eval())
+        low = copy.deepcopy(module, memo).eval()
+        for sub in low.modules():
+            # Hooks on the original (a profiler's, a benchmark's timers) would fire on the copy with the original's
+            # state: the copy starts without any.
+            for hooks in (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks,
+                          sub._backward_pre_hooks, sub._forward_hooks_with_kwargs, sub._forward_pre_hooks_with_kwargs,
+                          sub._forward_hooks_always_called):
+                hooks.clear()
+        cached = (versions, low)
         _BF16[module] = cached
     return cached[1]
 

@@ -187,6 +187,19 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channels, size, size))
 
 
+def feature_memory_format(param: torch.Tensor) -> torch.memory_format:
+    """Memory format of the generator's features on the parameters' device (fast paths; `ref` keeps NCHW).
+
+    CPU: channels_last, several times faster for oneDNN's transposed convs and FIR filters. CUDA: NCHW. Measured on
+    an H200 (FFHQ 1024, 5 iterations, float32): channels_last made the inversion 0.156 s at batch 1 and 0.442 s at
+    batch 4 against 0.125 s and 0.311 s in NCHW (bf16 fast mode: 0.127 against 0.114 s at batch 4); in a profile
+    cuDNN ran the channels_last depthwise FIR filters as a direct grouped kernel (34 ms per inversion against 8 ms
+    for NCHW's depthwise kernel) with layout conversions around other convs. MPS (not measured): NCHW, its native
+    layout.
+    """
+    return torch.channels_last if param.device.type == "cpu" else torch.contiguous_format
+
+
 class Generator(nn.Module):
     """rosinality StyleGAN2 generator (state-dict compatible with `g_ema`)."""
 
@@ -295,10 +308,9 @@ class Generator(nn.Module):
             noise = [None] * self.config.num_noise_layers
         else:
             noise = [getattr(self.noises, f"noise_{i}") for i in range(self.config.num_noise_layers)]
-        # Features travel packed as [1, B*C, H, W] so each per-sample conv is one grouped conv; channels_last is
-        # several times faster for the transposed convs and FIR filters on CPU (and suits cuDNN).
-        memory_format = torch.contiguous_format if impl == "ref" else torch.channels_last
+        # Features travel packed as [1, B*C, H, W] so each per-sample conv is one grouped conv.
         const = self.input.input
+        memory_format = torch.contiguous_format if impl == "ref" else feature_memory_format(const)
         out = const.repeat(batch, 1, 1, 1).reshape(1, -1, const.shape[2], const.shape[3])
         out = out.contiguous(memory_format=memory_format)
         out = self.conv1(out, batch, s["conv1"], noise[0], deltas.get("conv1"), impl)

@@ -10,6 +10,7 @@ from hyperstyle_core import invert
 from hyperstyle_core.nn import fast, ops
 from hyperstyle_core.nn.hypernetwork import (RefinementBlock, SharedWeightsHypernet, first_product,
                                              first_product_form, one_by_one_output)
+from hyperstyle_core.nn import stylegan2
 from hyperstyle_core.nn.stylegan2 import Generator
 from hyperstyle_core.testing import make_tiny_models, tiny_generator, tiny_generator_config
 
@@ -244,3 +245,33 @@ def test_cli_invert_fast_flag_and_allocator_setting(tmp_path, monkeypatch):
                               "--iterations", "1", "--device", "cpu", *flags])
         assert code == 0 and (tmp_path / "out" / "aligned_affleck_inversion.png").exists()
     assert modes == [False, True] and calls == ["allocator", "allocator"]
+
+
+def test_bf16_copies_do_not_inherit_the_originals_hooks():
+    """A hook on the model (a profiler's, the benchmark's timers) must not fire on fast mode's copy with the
+    original's state: the copy starts without hooks; hooks on the copy itself work."""
+    hs, _ = make_tiny_models(seed=3, size=64, divisor=32)
+    calls = []
+    handle = hs.generator.register_forward_hook(lambda *a: calls.append("original"))
+    copy = fast.bf16_copy(hs.generator)
+    handle.remove()
+    copy.register_forward_hook(lambda *a: calls.append("copy"))
+    with torch.no_grad():
+        copy(torch.zeros(1, hs.generator.config.style_dim, dtype=torch.bfloat16))
+    assert calls == ["copy"]
+
+
+def test_bench_times_the_bf16_copies_fast_mode_runs(monkeypatch, capsys):
+    """`hyperstyle bench --mode fast` on a device with fast bf16 (forced here): per-stage lines for the copies."""
+    from hyperstyle_core.cli import bench
+    hs, we = make_tiny_models(seed=5, size=64, divisor=32)
+    monkeypatch.setattr(fast, "bf16_supported", lambda device: True)
+    bench.run(1, hs, we, n_iters=2, device=torch.device("cpu"), repeats=1, fast=True)
+    out = capsys.readouterr().out
+    assert "batch 1 fast run 1" in out
+    assert "iteration 2: generator" in out and "iteration 2: hypernet" in out
+
+
+def test_generator_features_are_channels_last_on_cpu_only():
+    assert stylegan2.feature_memory_format(torch.zeros(1)) == torch.channels_last
+    assert stylegan2.feature_memory_format(torch.zeros(1, device="meta")) == torch.contiguous_format
