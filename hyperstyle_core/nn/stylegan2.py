@@ -187,6 +187,11 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channels, size, size))
 
 
+def _sample_delta(delta: torch.Tensor, i: int, batch: int) -> torch.Tensor:
+    """Sample i's weight offset from a batch's ([B, out, in, k, k]); shared ones (batch 1, or [out, in, k, k]) as is."""
+    return delta[i:i + 1] if delta.ndim == 5 and delta.shape[0] == batch else delta
+
+
 def feature_memory_format(param: torch.Tensor) -> torch.memory_format:
     """Memory format of the generator's features on the parameters' device (fast paths; `ref` keeps NCHW).
 
@@ -315,12 +320,45 @@ class Generator(nn.Module):
         out = out.contiguous(memory_format=memory_format)
         out = self.conv1(out, batch, s["conv1"], noise[0], deltas.get("conv1"), impl)
         skip = self.to_rgb1(out, batch, s["to_rgb1"], None, deltas.get("to_rgb1"), impl)
-        for b, to_rgb in enumerate(self.to_rgbs[:n_blocks]):
-            up, same, rgb = f"convs.{2 * b}", f"convs.{2 * b + 1}", f"to_rgbs.{b}"
-            out = self.convs[2 * b](out, batch, s[up], noise[2 * b + 1], deltas.get(up), impl)
-            out = self.convs[2 * b + 1](out, batch, s[same], noise[2 * b + 2], deltas.get(same), impl)
-            skip = to_rgb(out, batch, s[rgb], skip, deltas.get(rgb), impl)
+        split = self._first_per_sample_block(const, batch, n_blocks, impl)
+        for b in range(split):
+            out, skip = self._block(b, out, skip, batch, s, noise, deltas, impl)
+        if split < n_blocks:
+            # The large blocks one sample at a time: each runs exactly as a batch of one (contiguous features, plain
+            # convs, one sample's feature maps in memory), which scales linearly where packed batches do not.
+            channels = out.shape[1] // batch
+            images = []
+            for i in range(batch):
+                out_i = out[:, i * channels:(i + 1) * channels].contiguous(memory_format=memory_format)
+                skip_i = skip[:, 3 * i:3 * i + 3]
+                s_i = {name: code[i:i + 1] for name, code in s.items()}
+                deltas_i = {name: _sample_delta(d, i, batch) for name, d in deltas.items()}
+                for b in range(split, n_blocks):
+                    out_i, skip_i = self._block(b, out_i, skip_i, 1, s_i, noise, deltas_i, impl)
+                images.append(skip_i)
+            skip = torch.cat(images, 1)
         return skip.reshape(batch, 3, skip.shape[2], skip.shape[3]).contiguous()
+
+    def _block(self, b: int, out: torch.Tensor, skip: torch.Tensor, batch: int, s: Mapping[str, torch.Tensor],
+               noise: list[torch.Tensor | None], deltas: Mapping[str, torch.Tensor],
+               impl: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up-sampling block b (output 2**(b+3) px) on packed features: (features, RGB skip)."""
+        up, same, rgb = f"convs.{2 * b}", f"convs.{2 * b + 1}", f"to_rgbs.{b}"
+        out = self.convs[2 * b](out, batch, s[up], noise[2 * b + 1], deltas.get(up), impl)
+        out = self.convs[2 * b + 1](out, batch, s[same], noise[2 * b + 2], deltas.get(same), impl)
+        return out, self.to_rgbs[b](out, batch, s[rgb], skip, deltas.get(rgb), impl)
+
+    @staticmethod
+    def _first_per_sample_block(param: torch.Tensor, batch: int, n_blocks: int, impl: str) -> int:
+        """The first block that `auto` runs one sample at a time (n_blocks: none): on CPU, for batches, the blocks
+        whose output has at least ops.PER_SAMPLE_MIN_AREA pixels, where grouped convs with groups=B scale badly
+        and slicing packed channels-last features per sample costs strided copies around every conv."""
+        if impl != "auto" or batch == 1 or param.device.type != "cpu":
+            return n_blocks
+        for b in range(n_blocks):
+            if (2 ** (b + 3)) ** 2 >= ops.PER_SAMPLE_MIN_AREA:
+                return b
+        return n_blocks
 
     def _blocks_for(self, render_size: int | None) -> int:
         """How many up-sampling blocks draw a render_size image (all of them for None)."""

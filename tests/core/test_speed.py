@@ -71,6 +71,35 @@ def test_batched_512_generator_auto_matches_reference():
     assert torch.allclose(auto, ref, atol=1e-4)
 
 
+@pytest.mark.parametrize("delta_kind", ["none", "per_sample", "shared", "four_dim"])
+def test_batches_render_their_large_blocks_one_sample_at_a_time(monkeypatch, delta_kind):
+    """On CPU a batch's >= 512-px blocks run one sample at a time (as a batch of one): every sample equals the
+    reference, and the same sample rendered alone, for batch-wide, shared and [out, in, k, k] deltas."""
+    generator = tiny_generator(size=512, divisor=32)
+    latent = torch.randn(3, 512 // 32, generator=torch.Generator().manual_seed(1))
+    shapes = {name: generator.convs[i].conv.weight.shape[1:] for i, name in ((12, "convs.12"), (13, "convs.13"))}
+    shapes["convs.2"] = generator.convs[2].conv.weight.shape[1:]
+    rng = torch.Generator().manual_seed(2)
+    deltas = {"none": None,
+              "per_sample": {n: torch.randn(3, *shape, generator=rng) * 0.1 for n, shape in shapes.items()},
+              "shared": {n: torch.randn(1, *shape, generator=rng) * 0.1 for n, shape in shapes.items()},
+              "four_dim": {n: torch.randn(*shape, generator=rng) * 0.1 for n, shape in shapes.items()}}[delta_kind]
+    blocks = []
+    original = Generator._block
+    monkeypatch.setattr(Generator, "_block", lambda self, b, *a: blocks.append((b, a[2])) or original(self, b, *a))
+    with torch.no_grad():
+        auto = generator(latent, deltas)
+        calls = list(blocks)
+        ref = generator(latent, deltas, impl="ref")
+        alone = [generator(latent[i:i + 1], None if deltas is None else {
+            n: d[i:i + 1] if d.ndim == 5 and d.shape[0] == 3 else d for n, d in deltas.items()}) for i in range(3)]
+    last = len(generator.to_rgbs) - 1          # the 512-px block: (block, batch) calls
+    assert calls == [(b, 3) for b in range(last)] + [(last, 1)] * 3
+    assert torch.allclose(auto, ref, atol=1e-4)
+    for i in range(3):
+        assert torch.allclose(auto[i:i + 1], alone[i], atol=1e-5)
+
+
 def test_render_size_draws_what_a_smaller_generator_draws():
     big = tiny_generator(size=64)
     small = Generator(tiny_generator_config(size=32)).eval()
