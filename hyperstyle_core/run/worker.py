@@ -55,7 +55,8 @@ def model_needs(plans: Iterable[FilePlan], options: RunOptions) -> dict[str, boo
 
 
 def default_batch_size(on_gpu: bool) -> int:
-    """Images rendered together when the options do not say: 1 on CPU (measured fastest there), 4 on a GPU."""
+    """Images rendered together when the options do not say: 1 on CPU (batch 4 gains ~6 % per image there for
+    1.1-1.5 GiB more memory), 4 on a GPU (0.080 against 0.127 s per image on an H200)."""
     return 4 if on_gpu else 1
 
 
