@@ -95,12 +95,12 @@ def ieee_float32(device: torch.device) -> Iterator[None]:
         finally:
             matmul.fp32_precision, conv.fp32_precision = saved
         return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    saved = matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def full_float32(forward: Callable[..., T]) -> Callable[..., T]:

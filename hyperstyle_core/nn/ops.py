@@ -193,11 +193,15 @@ def conv_packed(x: torch.Tensor, w: torch.Tensor, upsample: bool = False,
     return _conv_one_fast(x, w, upsample, blur_kernel)
 
 
+def per_sample_pays(device: torch.device, batch: int, out_pixels: int) -> bool:
+    """The `auto` rule: samples one at a time for CPU batches whose output has at least PER_SAMPLE_MIN_AREA pixels
+    (measured on CPU only; GPUs keep the grouped conv). The generator applies it per block (whole blocks per sample),
+    conv_packed per conv."""
+    return device.type == "cpu" and batch > 1 and out_pixels >= PER_SAMPLE_MIN_AREA
+
+
 def _per_sample_pays(x: torch.Tensor, batch: int, upsample: bool) -> bool:
-    """The `auto` rule: one conv per sample for CPU batches whose output is at least PER_SAMPLE_MIN_AREA pixels
-    (measured on CPU only; GPUs keep the grouped conv)."""
-    scale = 4 if upsample else 1
-    return x.device.type == "cpu" and batch > 1 and x.shape[2] * x.shape[3] * scale >= PER_SAMPLE_MIN_AREA
+    return per_sample_pays(x.device, batch, x.shape[2] * x.shape[3] * (4 if upsample else 1))
 
 
 def _conv_one_fast(x: torch.Tensor, w: torch.Tensor, upsample: bool, blur_kernel: torch.Tensor | None) -> torch.Tensor:

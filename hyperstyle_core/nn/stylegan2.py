@@ -350,15 +350,13 @@ class Generator(nn.Module):
 
     @staticmethod
     def _first_per_sample_block(param: torch.Tensor, batch: int, n_blocks: int, impl: str) -> int:
-        """The first block that `auto` runs one sample at a time (n_blocks: none): on CPU, for batches, the blocks
-        whose output has at least ops.PER_SAMPLE_MIN_AREA pixels, where grouped convs with groups=B scale badly
-        and slicing packed channels-last features per sample costs strided copies around every conv."""
-        if impl != "auto" or batch == 1 or param.device.type != "cpu":
+        """The first block that `auto` runs one sample at a time (n_blocks: none): the blocks `ops.per_sample_pays`
+        picks (CPU batches, large outputs), where grouped convs with groups=B scale badly and slicing packed
+        channels-last features per sample costs strided copies around every conv."""
+        if impl != "auto":
             return n_blocks
-        for b in range(n_blocks):
-            if (2 ** (b + 3)) ** 2 >= ops.PER_SAMPLE_MIN_AREA:
-                return b
-        return n_blocks
+        return next((b for b in range(n_blocks) if ops.per_sample_pays(param.device, batch, (2 ** (b + 3)) ** 2)),
+                    n_blocks)
 
     def _blocks_for(self, render_size: int | None) -> int:
         """How many up-sampling blocks draw a render_size image (all of them for None)."""
