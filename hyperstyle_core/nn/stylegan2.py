@@ -118,10 +118,13 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
 
     def forward(self, x: torch.Tensor, style_code: torch.Tensor, delta: torch.Tensor | None,
-                impl: str = "auto") -> torch.Tensor:
-        """Packed features [1, B*in, H, W] -> [1, B*out, H', W'] (B comes from style_code [B, in])."""
-        w = ops.modulated_weight(self.weight[0], style_code, self.scale, delta, self.demodulate)
-        return ops.conv_packed(x, w, self.upsample, self.blur.kernel if self.upsample else None, impl)
+                impl: str = "auto", gain: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Packed features [1, B*in, H, W] -> [1, B*out, H', W'] (B comes from style_code [B, in]).
+
+        gain scales the weights and bias [B*out] is added in the conv's own pass (both for the folded epilogues of
+        StyledConv and ToRGB)."""
+        w = ops.modulated_weight(self.weight[0], style_code, self.scale, delta, self.demodulate, gain)
+        return ops.conv_packed(x, w, self.upsample, self.blur.kernel if self.upsample else None, impl, bias)
 
 
 class NoiseInjection(nn.Module):
@@ -129,12 +132,14 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def scaled_noise(self, x: torch.Tensor, batch: int, noise: torch.Tensor | None) -> torch.Tensor:
-        """weight * noise, broadcastable to packed x [1, B*C, H, W]; fresh N(0,1) per sample when noise is None."""
+    def scaled_noise(self, x: torch.Tensor, batch: int, noise: torch.Tensor | None,
+                     gain: float = 1.0) -> torch.Tensor:
+        """weight * noise (times gain), broadcastable to packed x [1, B*C, H, W]; fresh N(0,1) per sample when
+        noise is None."""
         if noise is None:
             _, bc, h, w = x.shape
             noise = x.new_empty(batch, 1, h, w).normal_().expand(batch, bc // batch, h, w).reshape(1, bc, h, w)
-        return self.weight * noise
+        return (self.weight if gain == 1.0 else self.weight * gain) * noise
 
 
 class FusedLeakyReLU(nn.Module):
@@ -157,11 +162,26 @@ class StyledConv(nn.Module):
 
     def forward(self, x: torch.Tensor, batch: int, style_code: torch.Tensor, noise: torch.Tensor | None,
                 delta: torch.Tensor | None, impl: str = "auto") -> torch.Tensor:
+        if impl != "ref" and not torch.is_grad_enabled():
+            return self._forward_folded(x, batch, style_code, noise, delta, impl)
         out = self.conv(x, style_code, delta, impl)
         inplace = not torch.is_grad_enabled()
         noise_term = self.noise.scaled_noise(out, batch, noise)
         out = out.add_(noise_term) if inplace else out + noise_term
         return ops.fused_leaky_relu(out, self.activate.bias.repeat(batch), inplace=inplace)
+
+    def _forward_folded(self, x: torch.Tensor, batch: int, style_code: torch.Tensor, noise: torch.Tensor | None,
+                        delta: torch.Tensor | None, impl: str) -> torch.Tensor:
+        """The same layer in two passes over the features instead of four (inference only).
+
+        leaky_relu(z) * sqrt(2) == leaky_relu(sqrt(2) * z) because sqrt(2) > 0, so the gain goes into the [B, out]
+        demodulation factors, the bias and the noise weight, and the bias is added inside the conv (or FIR) pass:
+        what is left is one pass adding the noise and one in-place activation. Equal to the reference up to float
+        rounding (products formed in another order)."""
+        gain = ops.SQRT2
+        out = self.conv(x, style_code, delta, impl, gain=gain, bias=self.activate.bias.repeat(batch) * gain)
+        out.add_(self.noise.scaled_noise(out, batch, noise, gain))
+        return F.leaky_relu_(out, ops.LEAKY_SLOPE)
 
 
 class ToRGB(nn.Module):
@@ -175,6 +195,14 @@ class ToRGB(nn.Module):
 
     def forward(self, x: torch.Tensor, batch: int, style_code: torch.Tensor, skip: torch.Tensor | None,
                 delta: torch.Tensor | None, impl: str = "auto") -> torch.Tensor:
+        if impl != "ref" and not torch.is_grad_enabled():
+            # Inference: the bias rides in the 1x1 conv's pass (a separate add over a 3-channel channels-last image
+            # cost more than the conv on CPU) and the skip is up-sampled by one transposed conv on CPU.
+            out = self.conv(x, style_code, delta, impl, bias=self.bias.view(-1).repeat(batch))
+            if skip is not None:
+                upsample = ops.upsample2x_transposed if skip.device.type == "cpu" else ops.upsample2x
+                out.add_(upsample(skip, self.upsample.kernel))
+            return out
         out = self.conv(x, style_code, delta, impl) + self.bias.repeat(1, batch, 1, 1)
         if skip is not None:
             out = out + ops.upsample2x(skip, self.upsample.kernel)

@@ -53,6 +53,79 @@ def test_per_sample_conv_matches_the_reference(upsample, memory_format):
     assert torch.allclose(grouped, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["grouped", "per_sample", "ref"])
+@pytest.mark.parametrize("upsample", [False, True])
+def test_conv_bias_rides_in_the_conv_pass(impl, upsample):
+    """conv_packed(bias=...) equals the conv without bias plus the bias, for every implementation."""
+    torch.manual_seed(4)
+    batch, cin, cout = 2, 4, 5
+    x = torch.randn(1, batch * cin, 8, 8).contiguous(memory_format=torch.channels_last)
+    w, bias = torch.randn(batch, cout, cin, 3, 3), torch.randn(batch * cout)
+    blur = ops.make_blur_kernel([1, 3, 3, 1], 4.0) if upsample else None
+    want = ops.conv_packed(x, w, upsample, blur, impl="ref") + bias.view(1, -1, 1, 1)
+    got = ops.conv_packed(x, w, upsample, blur, impl=impl, bias=bias)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, want - bias.view(1, -1, 1, 1), atol=1e-2)        # the bias is really there
+
+
+@pytest.mark.parametrize("taps", [[1, 3, 3, 1], [1, 2, 1], [1, 1], [1, 4, 6, 4, 1], [1, 2, 3, 4, 5, 6]])
+@pytest.mark.parametrize("size", [(7, 7), (8, 5)])
+def test_transposed_upsample_matches_upfirdn(taps, size):
+    """The RGB skips' fast 2x up-sampling (one transposed conv) equals upfirdn2d's for symmetric and lopsided FIR
+    filters, odd and even sizes, in either memory format."""
+    torch.manual_seed(5)
+    kernel = ops.make_blur_kernel(taps, 4.0)
+    for x in (torch.randn(2, 3, *size), torch.randn(2, 3, *size).contiguous(memory_format=torch.channels_last)):
+        want = ops.upsample2x(x, kernel)
+        got = ops.upsample2x_transposed(x, kernel)
+        assert got.shape == want.shape == (2, 3, 2 * size[0], 2 * size[1])
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_weight_gain_scales_the_weights(demodulate):
+    torch.manual_seed(6)
+    weight, styles, delta = torch.randn(5, 4, 3, 3), torch.randn(2, 4) + 1, 0.1 * torch.randn(2, 5, 4, 3, 3)
+    plain = ops.modulated_weight(weight, styles, 0.3, delta, demodulate)
+    scaled = ops.modulated_weight(weight, styles, 0.3, delta, demodulate, gain=ops.SQRT2)
+    with torch.no_grad():
+        scaled_inplace = ops.modulated_weight(weight, styles, 0.3, delta, demodulate, gain=ops.SQRT2)
+    assert torch.allclose(scaled, plain * ops.SQRT2, rtol=1e-6, atol=0)
+    assert torch.allclose(scaled_inplace, plain * ops.SQRT2, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("randomize_noise", [False, True])
+def test_folded_layer_epilogues_match_the_reference_and_run_only_without_gradients(monkeypatch, randomize_noise):
+    """Inference folds each StyledConv's bias and sqrt(2) gain into its conv (two passes over the features instead
+    of four) and ToRGB's bias into its 1x1 conv; the images equal the reference's, and with gradients on (training)
+    or impl="ref" the layers run as written in the official code."""
+    generator = tiny_generator(size=64, divisor=16)
+    for conv in generator.convs:                            # non-zero noise weights and biases, so both count
+        conv.noise.weight.data.fill_(0.3)
+        conv.activate.bias.data.normal_(generator=torch.Generator().manual_seed(7))
+    latent = torch.randn(2, generator.config.style_dim, generator=torch.Generator().manual_seed(8))
+    delta = {"convs.2": 0.1 * torch.randn(2, *generator.convs[2].conv.weight.shape[1:])}
+    folded = []
+    original = stylegan2.StyledConv._forward_folded
+    monkeypatch.setattr(stylegan2.StyledConv, "_forward_folded",
+                        lambda self, *a: folded.append(1) or original(self, *a))
+
+    def render(impl):
+        torch.manual_seed(9)                                # the same fresh noise in every call
+        return generator(latent, delta, randomize_noise=randomize_noise, impl=impl)
+
+    with torch.no_grad():
+        fast_images = render("auto")
+        n_folded = len(folded)
+        ref = render("ref")
+    assert n_folded == 1 + len(generator.convs) and len(folded) == n_folded    # every layer; none under "ref"
+    with_grad = render("auto")
+    assert len(folded) == n_folded                                             # none with gradients on
+    assert torch.allclose(fast_images, ref, atol=1e-5)
+    assert torch.allclose(with_grad.detach(), ref, atol=1e-5)
+
+
 def test_auto_runs_large_batched_layers_per_sample():
     x = torch.zeros(1, 8, 256, 256)
     assert ops._per_sample_pays(x, batch=2, upsample=True)          # 256 -> 512 transposed conv
