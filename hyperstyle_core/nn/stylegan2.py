@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..devices import full_float32
-from . import ops
+from . import ops, strips
 from .ops import IMPLS
 CHANNELS_BASE = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 SUPPORTED_SIZES = (256, 512, 1024)
@@ -350,7 +350,7 @@ class Generator(nn.Module):
         skip = self.to_rgb1(out, batch, s["to_rgb1"], None, deltas.get("to_rgb1"), impl)
         split = self._first_per_sample_block(const, batch, n_blocks, impl)
         for b in range(split):
-            out, skip = self._block(b, out, skip, batch, s, noise, deltas, impl)
+            out, skip = self._block(b, out, skip, batch, s, noise, deltas, impl, b < n_blocks - 1)
         if split < n_blocks:
             # The large blocks one sample at a time: each runs exactly as a batch of one (contiguous features, plain
             # convs, one sample's feature maps in memory), which scales linearly where packed batches do not.
@@ -362,16 +362,21 @@ class Generator(nn.Module):
                 s_i = {name: code[i:i + 1] for name, code in s.items()}
                 deltas_i = {name: _sample_delta(d, i, batch) for name, d in deltas.items()}
                 for b in range(split, n_blocks):
-                    out_i, skip_i = self._block(b, out_i, skip_i, 1, s_i, noise, deltas_i, impl)
+                    out_i, skip_i = self._block(b, out_i, skip_i, 1, s_i, noise, deltas_i, impl, b < n_blocks - 1)
                 images.append(skip_i)
             skip = torch.cat(images, 1)
         return skip.reshape(batch, 3, skip.shape[2], skip.shape[3]).contiguous()
 
     def _block(self, b: int, out: torch.Tensor, skip: torch.Tensor, batch: int, s: Mapping[str, torch.Tensor],
                noise: list[torch.Tensor | None], deltas: Mapping[str, torch.Tensor],
-               impl: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Up-sampling block b (output 2**(b+3) px) on packed features: (features, RGB skip)."""
+               impl: str, need_features: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Up-sampling block b (output 2**(b+3) px) on packed features: (features, RGB skip); large blocks in CPU
+        inference run in strips (see nn/strips.py), which skip the features when need_features is False."""
         up, same, rgb = f"convs.{2 * b}", f"convs.{2 * b + 1}", f"to_rgbs.{b}"
+        if strips.strips_pay(out, batch, self.convs[2 * b].conv.out_channel, impl):
+            return strips.block_in_strips(self.convs[2 * b], self.convs[2 * b + 1], self.to_rgbs[b], out, skip, batch,
+                                          (s[up], s[same], s[rgb]), (noise[2 * b + 1], noise[2 * b + 2]),
+                                          (deltas.get(up), deltas.get(same), deltas.get(rgb)), need_features)
         out = self.convs[2 * b](out, batch, s[up], noise[2 * b + 1], deltas.get(up), impl)
         out = self.convs[2 * b + 1](out, batch, s[same], noise[2 * b + 2], deltas.get(same), impl)
         return out, self.to_rgbs[b](out, batch, s[rgb], skip, deltas.get(rgb), impl)
