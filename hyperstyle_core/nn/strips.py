@@ -28,12 +28,15 @@ MIN_MAP_BYTES = 32 * 2 ** 20        # glibc's largest dynamic mmap threshold: sm
 
 
 def strips_pay(x: torch.Tensor, batch: int, out_channels: int, impl: str) -> bool:
-    """Inference on CPU, fast paths, for blocks whose output feature maps take MIN_MAP_BYTES or more.
+    """CPU inference on the fast paths, one sample at a time (the CPU runs a batch's >= 512-px blocks per sample),
+    for blocks whose output feature maps take MIN_MAP_BYTES or more (256 px and up at FFHQ widths).
 
-    x: the block's packed input [1, B*in, H, W] (output [1, B*out_channels, 2H, 2W])."""
-    if impl != "auto" or torch.is_grad_enabled() or x.device.type != "cpu":
+    Packed batches keep whole blocks: their strips would be a few rows high (16 at 256 px for a batch of 4), and the
+    halo rows each strip recomputes would add a third to the transposed conv.
+    x: the block's input [1, in, H, W] (output [1, out_channels, 2H, 2W])."""
+    if impl != "auto" or batch != 1 or torch.is_grad_enabled() or x.device.type != "cpu":
         return False
-    return batch * out_channels * 4 * x.shape[2] * x.shape[3] * x.element_size() >= MIN_MAP_BYTES
+    return out_channels * 4 * x.shape[2] * x.shape[3] * x.element_size() >= MIN_MAP_BYTES
 
 
 def strip_rows(width: int, channels: int, itemsize: int) -> int:
@@ -43,22 +46,21 @@ def strip_rows(width: int, channels: int, itemsize: int) -> int:
 
 
 def block_in_strips(up: "StyledConv", same: "StyledConv", to_rgb: "ToRGB", x: torch.Tensor, skip: torch.Tensor,
-                    batch: int, styles: Sequence[torch.Tensor], noises: Sequence[torch.Tensor | None],
+                    styles: Sequence[torch.Tensor], noises: Sequence[torch.Tensor | None],
                     deltas: Sequence[torch.Tensor | None],
                     need_features: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """One up-sampling block (up conv, same-size conv, ToRGB) on packed features, strip by strip.
+    """One up-sampling block (up conv, same-size conv, ToRGB) of one sample, strip by strip.
 
     Args:
         up, same, to_rgb: the block's layers (their folded inference forms: gain and bias inside the convs).
-        x: [1, B*in, H, W] packed input features (channels-last on CPU).
-        skip: [1, 3*B, H, W] the RGB skip image so far.
-        batch: B.
-        styles: style codes [B, in] for up, same and to_rgb.
+        x: [1, in, H, W] input features (channels-last on CPU).
+        skip: [1, 3, H, W] the RGB skip image so far.
+        styles: style codes [1, in] for up, same and to_rgb.
         noises: the noise buffers [1, 1, 2H, 2W] of up and same (None draws fresh noise, as the layers do).
         deltas: the weight offsets of up, same and to_rgb (or None).
         need_features: assemble the block's output features (False for the last block: only its image is used).
     Returns:
-        (features [1, B*out, 2H, 2W] or None, RGB skip [1, 3*B, 2H, 2W]).
+        (features [1, out, 2H, 2W] or None, RGB skip [1, 3, 2H, 2W]).
     """
     gain = ops.SQRT2
     height, width = x.shape[2], x.shape[3]
@@ -68,12 +70,11 @@ def block_in_strips(up: "StyledConv", same: "StyledConv", to_rgb: "ToRGB", x: to
     w_up = ops.modulated_weight(up.conv.weight[0], styles[0], up.conv.scale, deltas[0], True, gain)
     w_same = ops.modulated_weight(same.conv.weight[0], styles[1], same.conv.scale, deltas[1], True, gain)
     w_rgb = ops.modulated_weight(to_rgb.conv.weight[0], styles[2], to_rgb.conv.scale, deltas[2], False)
-    b_up, b_same = up.activate.bias.repeat(batch) * gain, same.activate.bias.repeat(batch) * gain
-    b_rgb = to_rgb.bias.view(-1).repeat(batch)
-    n_up = _noise_term(up, noises[0], batch, out_h, out_w, x, gain)
-    n_same = _noise_term(same, noises[1], batch, out_h, out_w, x, gain)
-    channels = w_same.shape[1] * batch
-    rgb = ops.upsample2x_transposed(skip, to_rgb.upsample.kernel)      # [1, 3B, 2H, 2W]; strips add their ToRGB
+    b_up, b_same, b_rgb = up.activate.bias * gain, same.activate.bias * gain, to_rgb.bias.view(-1)
+    n_up = _noise_term(up, noises[0], out_h, out_w, x, gain)
+    n_same = _noise_term(same, noises[1], out_h, out_w, x, gain)
+    channels = w_same.shape[1]
+    rgb = ops.upsample2x_transposed(skip, to_rgb.upsample.kernel)      # [1, 3, 2H, 2W]; strips add their ToRGB
     features = None
     if need_features:
         features = torch.empty(1, channels, out_h, out_w, dtype=x.dtype, device=x.device,
@@ -88,11 +89,11 @@ def block_in_strips(up: "StyledConv", same: "StyledConv", to_rgb: "ToRGB", x: to
         i0, i1 = max(0, a_top // 2 - 1), min(height, (a_bottom + 1) // 2 + 1)
         a = ops._conv_one_fast(x[:, :, i0:i1], w_up, True, blur, b_up)          # output rows [2*i0, 2*i1)
         a = a[:, :, a_top - 2 * i0:a_bottom - 2 * i0]
-        a.add_(_noise_rows(n_up, a_top, a_bottom, a.shape[1]))
+        a.add_(n_up[:, :, a_top:a_bottom])
         F.leaky_relu_(a, ops.LEAKY_SLOPE)
         b = ops._conv_one_fast(a, w_same, False, None, b_same)                  # rows [a_top, a_bottom)
         b = b[:, :, top - a_top:bottom - a_top]
-        b.add_(_noise_rows(n_same, top, bottom, channels))
+        b.add_(n_same[:, :, top:bottom])
         F.leaky_relu_(b, ops.LEAKY_SLOPE)
         rgb[:, :, top:bottom].add_(ops._conv_one_fast(b, w_rgb, False, None, b_rgb))
         if features is not None:
@@ -100,22 +101,10 @@ def block_in_strips(up: "StyledConv", same: "StyledConv", to_rgb: "ToRGB", x: to
     return features, rgb
 
 
-def _noise_term(layer: "StyledConv", noise: torch.Tensor | None, batch: int, height: int, width: int,
-                like: torch.Tensor, gain: float) -> torch.Tensor:
-    """gain * weight * noise for the whole output: [1, 1, H, W], or [B, 1, H, W] of fresh noise (see _noise_rows).
-
-    Fresh noise is drawn as the layer draws it ([B, 1, H, W] N(0, 1)), in the same order, so a seeded render is the
-    same with or without strips."""
-    weight = layer.noise.weight * gain
+def _noise_term(layer: "StyledConv", noise: torch.Tensor | None, height: int, width: int, like: torch.Tensor,
+                gain: float) -> torch.Tensor:
+    """gain * weight * noise [1, 1, H, W] for the whole output. Fresh noise is drawn as the layer draws it
+    ([1, 1, H, W] N(0, 1), in the same order), so a seeded render is the same with or without strips."""
     if noise is None:
-        noise = like.new_empty(batch, 1, height, width).normal_()
-    return weight * noise
-
-
-def _noise_rows(term: torch.Tensor, top: int, bottom: int, channels: int) -> torch.Tensor:
-    """Rows [top, bottom) of a noise term, broadcastable to packed features [1, B*C, rows, W]."""
-    rows = term[:, :, top:bottom]
-    if term.shape[0] == 1:
-        return rows
-    batch = term.shape[0]
-    return rows.expand(batch, channels // batch, bottom - top, term.shape[3]).reshape(1, channels, bottom - top, -1)
+        noise = like.new_empty(1, 1, height, width).normal_()
+    return (layer.noise.weight * gain) * noise

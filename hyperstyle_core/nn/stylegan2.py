@@ -374,7 +374,7 @@ class Generator(nn.Module):
         inference run in strips (see nn/strips.py), which skip the features when need_features is False."""
         up, same, rgb = f"convs.{2 * b}", f"convs.{2 * b + 1}", f"to_rgbs.{b}"
         if strips.strips_pay(out, batch, self.convs[2 * b].conv.out_channel, impl):
-            return strips.block_in_strips(self.convs[2 * b], self.convs[2 * b + 1], self.to_rgbs[b], out, skip, batch,
+            return strips.block_in_strips(self.convs[2 * b], self.convs[2 * b + 1], self.to_rgbs[b], out, skip,
                                           (s[up], s[same], s[rgb]), (noise[2 * b + 1], noise[2 * b + 2]),
                                           (deltas.get(up), deltas.get(same), deltas.get(rgb)), need_features)
         out = self.convs[2 * b](out, batch, s[up], noise[2 * b + 1], deltas.get(up), impl)
