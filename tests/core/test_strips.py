@@ -12,7 +12,6 @@ from hyperstyle_core.testing import tiny_generator
 def small_strips(monkeypatch):
     """Strips for every block of a tiny generator at batch 1, 10 rows each; records the inputs of the strip runs."""
     monkeypatch.setattr(strips, "MIN_MAP_BYTES", 0)
-    monkeypatch.setattr(strips, "STRIP_BYTES", 10 * 256 * 4)        # 10 rows of a 256-wide, 1-channel-per-byte map
     monkeypatch.setattr(strips, "strip_rows", lambda width, channels, itemsize: 10)
     calls = []
     original = strips.block_in_strips
@@ -84,7 +83,7 @@ def test_last_block_skips_its_features(monkeypatch, small_strips):
 
 
 def test_strip_rows_hold_about_strip_bytes():
-    assert strips.strip_rows(1024, 32, 4) == 64                   # 64 rows x 1024 x 32 channels x 4 B = 8 MiB
-    assert strips.strip_rows(512, 64, 4) == 64
+    assert strips.strip_rows(1024, 32, 4) == 128                  # 128 rows x 1024 x 32 channels x 4 B = 16 MiB
+    assert strips.strip_rows(512, 64, 4) == 128
     assert strips.strip_rows(8192, 512, 4) == 8                   # never fewer than 8 rows
     assert strips.strip_rows(1000, 30, 4) % 2 == 0
