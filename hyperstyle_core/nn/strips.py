@@ -6,7 +6,7 @@ so every pass page-faults them in again unless the allocator is tuned, which onl
 nothing process-wide in ComfyUI, where we are a guest). In strips of at most STRIP_BYTES per buffer a block reuses the
 same heap memory strip after strip and works on data that is still in cache. Measured on a 2-core AVX2 EPYC, FFHQ
 1024, one generator pass (median of 6): 1.85-2.07 s -> 1.26-1.61 s with the default allocator, 1.43-1.54 s -> 1.32-1.39
-s with the command line's; the 1024-px block's temporaries shrink from ~0.35 GiB to ~70 MiB.
+s with the command line's; the 1024-px block's temporaries shrink from ~0.35 GiB to about 70 MiB of strip buffers.
 
 Each strip is computed from the input rows its receptive field needs; rows next to a strip's edge that the whole-image
 ops would have computed from rows outside the strip are computed and dropped, and the true image borders are padded
@@ -32,8 +32,8 @@ def strips_pay(x: torch.Tensor, batch: int, out_channels: int, impl: str) -> boo
     """CPU inference on the fast paths, one sample at a time (the CPU runs a batch's >= 512-px blocks per sample),
     for blocks whose output feature maps take MIN_MAP_BYTES or more (256 px and up at FFHQ widths).
 
-    Packed batches keep whole blocks: their strips would be a few rows high (16 at 256 px for a batch of 4), and the
-    halo rows each strip recomputes would add a third to the transposed conv.
+    Packed batches keep whole blocks: their strips would be 32 rows high at 256 px for a batch of 4, and the halo
+    rows each strip recomputes would add a fifth to the transposed conv.
     x: the block's input [1, in, H, W] (output [1, out_channels, 2H, 2W])."""
     if impl != "auto" or batch != 1 or torch.is_grad_enabled() or x.device.type != "cpu":
         return False
