@@ -147,14 +147,31 @@ class SharedWeightsHypernet(nn.Module):
     def forward(self, z: torch.Tensor, low_precision_product: Product | None = None) -> torch.Tensor:
         """low_precision_product replaces `z @ w2 + b2` (fast mode's int8 copy of the 512 MiB w2)."""
         batch = z.shape[0]
+        h_in = self._first(z, low_precision_product)
+        h_final = torch.addmm(self.b1, h_in, self.w1)           # [B*in, out*9] in memory ...
+        # ... reinterpreted as [B, out, in, 3, 3] exactly as the official view() does.
+        return h_final.view(batch, self.out_size, self.in_size, self.f_size, self.f_size)
+
+    def kernels_per_group(self, z: torch.Tensor, n_groups: int,
+                          low_precision_product: Product | None = None) -> list[torch.Tensor]:
+        """`forward` for z made of n_groups equal groups of codes (one per layer), each group's kernels
+        [B, out, in, 3, 3] a tensor of its own: the same rows of the same products (inference).
+
+        At batch 1 each group's result is 9 MiB, below glibc's largest mmap threshold, so each pass reuses heap memory
+        where one [9*512, 4608] result (85 MB) was mapped and page-faulted in afresh on every pass."""
+        h_in = self._first(z, low_precision_product)
+        batch = z.shape[0] // n_groups
+        rows = batch * self.in_size
+        return [torch.addmm(self.b1, h_in[i * rows:(i + 1) * rows], self.w1)
+                .view(batch, self.out_size, self.in_size, self.f_size, self.f_size) for i in range(n_groups)]
+
+    def _first(self, z: torch.Tensor, low_precision_product: Product | None) -> torch.Tensor:
+        """z [N, z_dim] -> (z @ w2 + b2) viewed as [N*in, z_dim], the rows of the second product."""
         if low_precision_product is not None:
             h = low_precision_product(z)
         else:
             h = first_product(z, self.w2, self.b2, first_product_form(z, self.w2))
-        h_in = h.view(batch * self.in_size, self.z_dim)
-        h_final = torch.addmm(self.b1, h_in, self.w1)           # [B*in, out*9] in memory ...
-        # ... reinterpreted as [B, out, in, 3, 3] exactly as the official view() does.
-        return h_final.view(batch, self.out_size, self.in_size, self.f_size, self.f_size)
+        return h.view(z.shape[0] * self.in_size, self.z_dim)
 
 
 class HyperRefinementBlock(nn.Module):
@@ -308,8 +325,12 @@ class HyperNetwork(nn.Module):
         if shared_codes:
             # One call for all shared layers: w2 is 512 MB, so streaming it once instead of 9 times is the
             # difference between a memory-bound and a compute-bound pass. Row results are the same per code.
-            kernels = self.shared_weight_hypernet(torch.cat(shared_codes, 0),
-                                                  None if products is None else products.shared())
-            for i, name in enumerate(shared_names):
-                out[name] = kernels[i * batch:(i + 1) * batch]
+            codes = torch.cat(shared_codes, 0)
+            product = None if products is None else products.shared()
+            if torch.is_grad_enabled():
+                kernels = self.shared_weight_hypernet(codes, product)
+                per_layer = [kernels[i * batch:(i + 1) * batch] for i in range(len(shared_names))]
+            else:
+                per_layer = self.shared_weight_hypernet.kernels_per_group(codes, len(shared_names), product)
+            out.update(zip(shared_names, per_layer))
         return {name: out[name] for name in self.layer_names if name in out}

@@ -228,6 +228,39 @@ def test_shared_hypernet_first_product_forms_match_addmm(monkeypatch, capability
         first_product(z, hypernet.w2, hypernet.b2, "fastest")
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_shared_kernels_per_layer_are_the_forward_rows(monkeypatch, batch):
+    """Inference computes each shared layer's kernels as a tensor of its own (9 MiB at batch 1 and full size, reused
+    from the heap) from the same rows as the one [9*B*512, 4608] product; the hypernetwork uses that form only without
+    gradients, and both give every layer the same kernels."""
+    torch.manual_seed(7)
+    shared = SharedWeightsHypernet(z_dim=64, in_size=32, out_size=16)
+    for p in shared.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    z = torch.randn(3 * batch, 64)
+    with torch.no_grad():
+        whole = shared(z)
+        groups = shared.kernels_per_group(z, 3)
+    assert [g.shape for g in groups] == [(batch, 16, 32, 3, 3)] * 3
+    for i, group in enumerate(groups):
+        torch.testing.assert_close(group, whole[i * batch:(i + 1) * batch], rtol=1e-6, atol=1e-7)
+        assert group.is_contiguous()
+    hs, _ = make_tiny_models(seed=3, size=256)
+    x = torch.randn(batch, 6, 256, 256, generator=torch.Generator().manual_seed(8))
+    calls = []
+    original = SharedWeightsHypernet.kernels_per_group
+    monkeypatch.setattr(SharedWeightsHypernet, "kernels_per_group",
+                        lambda self, *a: calls.append(1) or original(self, *a))
+    with torch.no_grad():
+        inference = hs.hypernet(x)
+    assert calls == [1]
+    training = hs.hypernet(x)
+    assert calls == [1]                                            # with gradients: the official single product
+    assert inference.keys() == training.keys()
+    for name in inference:
+        torch.testing.assert_close(inference[name], training[name].detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_int8_products_are_close_cached_and_rebuilt_after_weight_changes():
     hs, _ = make_tiny_models(seed=3, size=256)                 # 256 px: layers 14+ have 1x1 output layers
     hypernet = hs.hypernet
