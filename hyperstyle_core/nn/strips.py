@@ -67,15 +67,14 @@ def block_in_strips(up: "StyledConv", same: "StyledConv", to_rgb: "ToRGB", x: to
     height, width = x.shape[2], x.shape[3]
     out_h, out_w = 2 * height, 2 * width
     blur = up.conv.blur.kernel
+    channels = same.conv.out_channel
     # Per-layer state computed once for all strips: weights with the folded gain, biases, noise terms.
-    w_up = ops.modulated_weight(up.conv.weight[0], styles[0], up.conv.scale, deltas[0], True, gain)
-    w_same = ops.modulated_weight(same.conv.weight[0], styles[1], same.conv.scale, deltas[1], True, gain)
-    w_rgb = ops.modulated_weight(to_rgb.conv.weight[0], styles[2], to_rgb.conv.scale, deltas[2], False)
-    b_up, b_same, b_rgb = up.activate.bias * gain, same.activate.bias * gain, to_rgb.bias.view(-1)
-    n_up = _noise_term(up, noises[0], out_h, out_w, x, gain)
-    n_same = _noise_term(same, noises[1], out_h, out_w, x, gain)
-    channels = w_same.shape[1]
-    rgb = ops.upsample2x_transposed(skip, to_rgb.upsample.kernel)      # [1, 3, 2H, 2W]; strips add their ToRGB
+    w_up, w_same = up.conv.modulated(styles[0], deltas[0], gain), same.conv.modulated(styles[1], deltas[1], gain)
+    w_rgb = to_rgb.conv.modulated(styles[2], deltas[2])
+    b_up, b_same, b_rgb = up.folded_bias(1), same.folded_bias(1), to_rgb.bias.view(-1)
+    n_up = up.noise.term(1, up.conv.out_channel, out_h, out_w, x, noises[0], gain)      # [1, 1, 2H, 2W]
+    n_same = same.noise.term(1, channels, out_h, out_w, x, noises[1], gain)
+    rgb = to_rgb.upsampled_skip(skip)                               # [1, 3, 2H, 2W]; strips add their ToRGB
     features = None
     if need_features:
         features = torch.empty(1, channels, out_h, out_w, dtype=x.dtype, device=x.device,
@@ -101,11 +100,3 @@ def block_in_strips(up: "StyledConv", same: "StyledConv", to_rgb: "ToRGB", x: to
             features[:, :, top:bottom].copy_(b)
     return features, rgb
 
-
-def _noise_term(layer: "StyledConv", noise: torch.Tensor | None, height: int, width: int, like: torch.Tensor,
-                gain: float) -> torch.Tensor:
-    """gain * weight * noise [1, 1, H, W] for the whole output. Fresh noise is drawn as the layer draws it
-    ([1, 1, H, W] N(0, 1), in the same order), so a seeded render is the same with or without strips."""
-    if noise is None:
-        noise = like.new_empty(1, 1, height, width).normal_()
-    return (layer.noise.weight * gain) * noise

@@ -123,8 +123,12 @@ class ModulatedConv2d(nn.Module):
 
         gain scales the weights and bias [B*out] is added in the conv's own pass (both for the folded epilogues of
         StyledConv and ToRGB)."""
-        w = ops.modulated_weight(self.weight[0], style_code, self.scale, delta, self.demodulate, gain)
-        return ops.conv_packed(x, w, self.upsample, self.blur.kernel if self.upsample else None, impl, bias)
+        return ops.conv_packed(x, self.modulated(style_code, delta, gain), self.upsample,
+                               self.blur.kernel if self.upsample else None, impl, bias)
+
+    def modulated(self, style_code: torch.Tensor, delta: torch.Tensor | None, gain: float = 1.0) -> torch.Tensor:
+        """This layer's per-sample weights [B, out, in, k, k] for style_code [B, in] (see ops.modulated_weight)."""
+        return ops.modulated_weight(self.weight[0], style_code, self.scale, delta, self.demodulate, gain)
 
 
 class NoiseInjection(nn.Module):
@@ -136,9 +140,17 @@ class NoiseInjection(nn.Module):
                      gain: float = 1.0) -> torch.Tensor:
         """weight * noise (times gain), broadcastable to packed x [1, B*C, H, W]; fresh N(0,1) per sample when
         noise is None."""
+        _, bc, h, w = x.shape
+        return self.term(batch, bc // batch, h, w, x, noise, gain)
+
+    def term(self, batch: int, channels: int, height: int, width: int, like: torch.Tensor,
+             noise: torch.Tensor | None, gain: float = 1.0) -> torch.Tensor:
+        """`scaled_noise` for packed features of this size: fresh noise is drawn [B, 1, H, W] and, for B > 1,
+        spread over each sample's channels; a single sample's stays [1, 1, H, W] and broadcasts."""
         if noise is None:
-            _, bc, h, w = x.shape
-            noise = x.new_empty(batch, 1, h, w).normal_().expand(batch, bc // batch, h, w).reshape(1, bc, h, w)
+            noise = like.new_empty(batch, 1, height, width).normal_()
+            if batch > 1:
+                noise = noise.expand(batch, channels, height, width).reshape(1, batch * channels, height, width)
         return (self.weight if gain == 1.0 else self.weight * gain) * noise
 
 
@@ -178,10 +190,13 @@ class StyledConv(nn.Module):
         demodulation factors, the bias and the noise weight, and the bias is added inside the conv (or FIR) pass:
         what is left is one pass adding the noise and one in-place activation. Equal to the reference up to float
         rounding (products formed in another order)."""
-        gain = ops.SQRT2
-        out = self.conv(x, style_code, delta, impl, gain=gain, bias=self.activate.bias.repeat(batch) * gain)
-        out.add_(self.noise.scaled_noise(out, batch, noise, gain))
+        out = self.conv(x, style_code, delta, impl, gain=ops.SQRT2, bias=self.folded_bias(batch))
+        out.add_(self.noise.scaled_noise(out, batch, noise, ops.SQRT2))
         return F.leaky_relu_(out, ops.LEAKY_SLOPE)
+
+    def folded_bias(self, batch: int) -> torch.Tensor:
+        """The activation bias times the folded gain sqrt(2), for packed features [1, B*out, H, W]."""
+        return self.activate.bias.repeat(batch) * ops.SQRT2
 
 
 class ToRGB(nn.Module):
@@ -199,14 +214,16 @@ class ToRGB(nn.Module):
             # Inference: the bias rides in the 1x1 conv's pass (a separate add over a 3-channel channels-last image
             # cost more than the conv on CPU) and the skip is up-sampled by one transposed conv on CPU.
             out = self.conv(x, style_code, delta, impl, bias=self.bias.view(-1).repeat(batch))
-            if skip is not None:
-                upsample = ops.upsample2x_transposed if skip.device.type == "cpu" else ops.upsample2x
-                out.add_(upsample(skip, self.upsample.kernel))
-            return out
+            return out if skip is None else out.add_(self.upsampled_skip(skip))
         out = self.conv(x, style_code, delta, impl) + self.bias.repeat(1, batch, 1, 1)
         if skip is not None:
             out = out + ops.upsample2x(skip, self.upsample.kernel)
         return out
+
+    def upsampled_skip(self, skip: torch.Tensor) -> torch.Tensor:
+        """The inference form of the skip's 2x up-sampling: one transposed conv on CPU, upfirdn2d elsewhere."""
+        upsample = ops.upsample2x_transposed if skip.device.type == "cpu" else ops.upsample2x
+        return upsample(skip, self.upsample.kernel)
 
 
 class ConstantInput(nn.Module):
