@@ -5,6 +5,7 @@ file's metadata (nn.configs). Official `.pt` checkpoints are turned into such fi
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from safetensors import safe_open
 from torch import nn
 
 from ..devices import resolve_device, resolve_dtype
+from ..nn.conv_layout import match_conv_layout_to_device
 from ..nn.configs import build_model, config_from_dict, config_of, model_config
 from ..nn.loss_networks import LOSS_NETWORK_KINDS, LossNetworkConfig
 from .directions import LatentDirection, check_direction_shape, direction_from_tensor
@@ -171,8 +173,13 @@ def _raise_non_finite(name: str, key: str) -> None:
 
 
 def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.Tensor], device: torch.device,
-                 dtype: torch.dtype, name: str, finite_checked: bool = False) -> nn.Module:
-    """The model of `kind` holding `tensors` (strict keys and shapes; finite values unless `finite_checked`)."""
+                 dtype: torch.dtype, name: str, finite_checked: bool = False, source: Path | None = None,
+                 header: Mapping[str, Any] | None = None) -> nn.Module:
+    """The model of `kind` holding `tensors` (strict keys and shapes; finite values unless `finite_checked`).
+
+    Conv weights get their device's layout (nn.conv_layout); with the safetensors `source` and its `header`, the
+    channels-last ones are read from the file instead of from the memory-mapped tensors.
+    """
     check_strict(kind, config, tensors, name)
     if not finite_checked:
         check_finite(tensors, name)
@@ -184,7 +191,30 @@ def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.T
     model = model.to(device=device, dtype=dtype)
     if kind == "stylegan2":
         model.latent_avg = None if latent_avg is None else latent_avg.to(device=device, dtype=dtype)
+    read = None if source is None or header is None else functools.partial(read_channels_last, source, header)
+    match_conv_layout_to_device(model, read)
     return model
+
+
+def read_channels_last(path: Path, header: Mapping[str, Any], key: str, like: torch.Tensor) -> torch.Tensor | None:
+    """Tensor `key` of a safetensors file read into a channels-last copy of `like` ([out, in, kh, kw]), through the
+    page cache rather than the file's memory map, so the mapped pages it replaces are never paged into this process;
+    None when the file's tensor is not `like`'s dtype and shape (it was converted on loading: relay that instead)."""
+    info = header.get(key)
+    if not isinstance(info, Mapping) or _FLOAT_DTYPES.get(info.get("dtype")) != like.dtype \
+            or list(info.get("shape", ())) != list(like.shape):
+        return None
+    start, end = info["data_offsets"]
+    if end <= start:
+        return None
+    raw = bytearray(end - start)
+    with open(path, "rb", buffering=0) as f:
+        data_start = 8 + int.from_bytes(f.read(8), "little")
+        f.seek(data_start + start)
+        if f.readinto(raw) != len(raw):
+            raise ValueError(f"{path.name} is truncated inside tensor {key}; convert the .pt again")
+    plain = torch.frombuffer(raw, dtype=like.dtype).view(like.shape)
+    return plain.contiguous(memory_format=torch.channels_last)
 
 
 def read_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -269,7 +299,8 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, dtyp
         check_strict(kind, config, tensors, path.name)
         return direction_from_tensor(tensors["direction"], path.stem)
     check_finite_file(path, info["header"], path.name)
-    model = instantiate(kind, config, tensors, device, dtype, path.name, finite_checked=True)
+    model = instantiate(kind, config, tensors, device, dtype, path.name, finite_checked=True, source=path,
+                        header=info["header"])
     model.source_path = str(path)
     return model
 

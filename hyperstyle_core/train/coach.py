@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..nn.conv_layout import match_conv_layout_to_device
 from ..nn.networks import HyperStyleModel, WEncoderModel
 from .data import EpochOrder, ImageFolderDataset, load_batch, validation_batches
 from .grids import save_grid
@@ -155,9 +156,13 @@ def iteration_metrics(result: ForwardResult) -> dict[str, float]:
 
 def _prepare(model: HyperStyleModel, w_encoder: WEncoderModel, loss_fn: HyperStyleLoss, options: TrainOptions,
              device: torch.device) -> tuple[HyperStyleModel, WEncoderModel, HyperStyleLoss]:
-    """Move to the device; only the hypernet (and with train_decoder the decoder) takes gradients."""
-    model = model.to(device).requires_grad_(False)
+    """Move to the device (conv weights in its layout); only the hypernet (and with train_decoder the decoder) takes
+    gradients."""
+    model, w_encoder, loss_fn = model.to(device), w_encoder.to(device), loss_fn.to(device)
+    for module in (model, w_encoder, loss_fn):
+        match_conv_layout_to_device(module)
+    model.requires_grad_(False)
     model.hypernet.requires_grad_(True).train()
     if options.train_decoder:
         model.decoder.requires_grad_(True)
-    return model, w_encoder.to(device).eval().requires_grad_(False), loss_fn.to(device)
+    return model, w_encoder.eval().requires_grad_(False), loss_fn
