@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from hyperstyle_core import invert
-from hyperstyle_core.nn import fast, ops
+from hyperstyle_core.nn import fast, hypernetwork, ops
 from hyperstyle_core.nn.hypernetwork import (RefinementBlock, SharedWeightsHypernet, first_product,
-                                             first_product_form, one_by_one_output)
+                                             first_product_form, matrix_vector_groups, matrix_vector_in_groups,
+                                             one_by_one_output)
 from hyperstyle_core.nn import stylegan2
 from hyperstyle_core.nn.stylegan2 import Generator
 from hyperstyle_core.testing import make_tiny_models, tiny_generator, tiny_generator_config
@@ -199,6 +200,38 @@ def test_one_by_one_output_layer_matches_the_conv_with_gradients(batch):
     assert torch.allclose(g_got, g_want, atol=1e-5)             # training can use it: autograd-correct
     wide = torch.randn(batch, 16, 2, 2)                          # not 1x1: the conv itself
     assert torch.equal(one_by_one_output(wide, conv), conv(wide))
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 4])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_matrix_vector_in_row_groups_matches_addmm(groups, with_bias):
+    torch.manual_seed(3)
+    weight, flat, bias = torch.randn(360, 40), torch.randn(1, 40), torch.randn(360)
+    want = torch.addmm(bias.unsqueeze(1), weight, flat.t()).t() if with_bias else torch.mm(weight, flat.t()).t()
+    got = matrix_vector_in_groups(weight, flat, bias if with_bias else None, groups)
+    assert got.shape == (1, 360)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_matrix_vector_groups_follow_threads_rows_batch_and_gradients(monkeypatch):
+    """One group per torch thread for a single sample's product on CPU, a divisor of the row count; a batch, or
+    gradients (training keeps the official addmm), leave it whole."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    weight, one = torch.randn(360, 8), torch.randn(1, 8)
+    with torch.no_grad():
+        assert matrix_vector_groups(weight, one) == 4
+        assert matrix_vector_groups(torch.randn(30, 8), one) == 3           # 4 does not divide 30
+        assert matrix_vector_groups(torch.randn(7, 8), one) == 1            # prime row count: no split
+        assert matrix_vector_groups(weight, torch.randn(2, 8)) == 1
+    assert matrix_vector_groups(weight, one.requires_grad_()) == 1
+    calls = []
+    monkeypatch.setattr(hypernetwork, "matrix_vector_in_groups",
+                        lambda *a: calls.append(a[3]) or matrix_vector_in_groups(*a))
+    conv = torch.nn.Conv2d(8, 360, kernel_size=1)
+    x = torch.randn(1, 8, 1, 1)
+    with torch.no_grad():                                                  # the layer takes the grouped form
+        torch.testing.assert_close(one_by_one_output(x, conv), conv(x).view(1, -1), rtol=1e-5, atol=1e-6)
+    assert calls == [4]
 
 
 @pytest.mark.parametrize("capability, rows, form", [("AVX512", 9, "tall_skinny"), ("AVX2", 9, "row_blocks"),
