@@ -76,20 +76,54 @@ def upsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return upfirdn2d(x, kernel, up=2, pad=((p + 1) // 2 + 1, p // 2))
 
 
-def upsample2x_transposed(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """`upsample2x` as one depthwise stride-2 transposed conv (fast path; same values up to float rounding).
+def separable_taps(kernel: torch.Tensor) -> list[float] | None:
+    """The 1-D taps u with outer(u, u) == kernel (make_blur_kernel's kernels, gain included), or None when the
+    kernel (a buffer loaded from a checkpoint) is not such an outer product."""
+    k = kernel.detach().to("cpu", torch.float64)
+    if k.ndim != 2 or k.shape[0] != k.shape[1] or float(k.sum()) <= 0:
+        return None
+    taps = k.sum(0) / k.sum().sqrt()
+    if not torch.allclose(torch.outer(taps, taps), k, rtol=1e-6, atol=1e-9):
+        return None
+    return taps.tolist()
 
-    A transposed conv is the true convolution of the zero-inserted input with its kernel, which is what upfirdn2d
-    computes; on CPU it is about twice as fast for the 3-channel RGB skips (26 against 52 ms at 1024 px).
+
+def upsample2x_separable(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """`upsample2x` as two 1-D polyphase passes (fast path; same values up to float rounding).
+
+    Each output row or column of a 2x up-sampling takes half the taps: a few scaled, shifted copies of the input
+    added up, per phase, then the two phases interleaved. On CPU this is three times faster for the 3-channel RGB
+    skips than upfirdn2d as one depthwise transposed conv (9 against 27 ms at 1024 px), which oneDNN runs poorly at
+    three channels. Kernels that are not an outer product of 1-D taps take `upsample2x`.
+    x: [B, C, H, W] -> [B, C, 2H, 2W] (contiguous); kernel: [k, k], gain 4.
     """
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    kh, kw = kernel.shape
-    p = kh - 2
-    pad0, pad1 = (p + 1) // 2 + 1, p // 2                           # upsample2x's padding of the up-sampled image
-    weight = kernel.to(x.dtype).view(1, 1, kh, kw).expand(channels, 1, kh, kw)
-    full = F.conv_transpose2d(x.contiguous(), weight, stride=2, groups=channels)    # [B, C, 2H - 2 + kh, ...]
-    top, left = kh - 1 - pad0, kw - 1 - pad0
-    return full[:, :, top:top + 2 * height + pad0 + pad1 - kh + 1, left:left + 2 * width + pad0 + pad1 - kw + 1]
+    taps = separable_taps(kernel)
+    if taps is None:
+        return upsample2x(x, kernel)
+    p = len(taps) - 2
+    pad0 = (p + 1) // 2 + 1                                       # upsample2x's padding of the up-sampled image
+    x = x.contiguous()
+    return _upsample2x_along(_upsample2x_along(x, taps, pad0, -1), taps, pad0, -2)
+
+
+def _upsample2x_along(x: torch.Tensor, taps: list[float], pad0: int, dim: int) -> torch.Tensor:
+    """2x FIR up-sampling along `dim` (-1: width, -2: height) of upfirdn2d's zero-inserted, pad0-padded signal.
+
+    Output sample 2i + r is the sum over taps t with r + t - pad0 even of flipped[t] * x[i + (r + t - pad0) / 2]."""
+    n = x.shape[dim]
+    flipped = taps[::-1]
+    terms = [(r, (r + t - pad0) // 2, flipped[t]) for r in (0, 1) for t in range(len(taps)) if (r + t - pad0) % 2 == 0]
+    before = max(0, -min(offset for _, offset, _ in terms))
+    after = max(0, max(offset for _, offset, _ in terms))
+    padded = F.pad(x, (before, after) if dim == -1 else (0, 0, before, after))
+    phases = []
+    for phase in (0, 1):
+        acc = None
+        for _, offset, tap in (term for term in terms if term[0] == phase):
+            part = padded.narrow(dim, offset + before, n) * tap
+            acc = part if acc is None else acc.add_(part)
+        phases.append(acc)
+    return torch.stack(phases, dim=dim).flatten(dim - 1, dim)
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = LEAKY_SLOPE,

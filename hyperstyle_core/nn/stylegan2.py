@@ -212,7 +212,7 @@ class ToRGB(nn.Module):
                 delta: torch.Tensor | None, impl: str = "auto") -> torch.Tensor:
         if impl != "ref" and not torch.is_grad_enabled():
             # Inference: the bias rides in the 1x1 conv's pass (a separate add over a 3-channel channels-last image
-            # cost more than the conv on CPU) and the skip is up-sampled by one transposed conv on CPU.
+            # cost more than the conv on CPU) and the skip is up-sampled by separable 1-D passes on CPU.
             out = self.conv(x, style_code, delta, impl, bias=self.bias.view(-1).repeat(batch))
             return out if skip is None else out.add_(self.upsampled_skip(skip))
         out = self.conv(x, style_code, delta, impl) + self.bias.repeat(1, batch, 1, 1)
@@ -221,8 +221,8 @@ class ToRGB(nn.Module):
         return out
 
     def upsampled_skip(self, skip: torch.Tensor) -> torch.Tensor:
-        """The inference form of the skip's 2x up-sampling: one transposed conv on CPU, upfirdn2d elsewhere."""
-        upsample = ops.upsample2x_transposed if skip.device.type == "cpu" else ops.upsample2x
+        """The inference form of the skip's 2x up-sampling: two 1-D polyphase passes on CPU, upfirdn2d elsewhere."""
+        upsample = ops.upsample2x_separable if skip.device.type == "cpu" else ops.upsample2x
         return upsample(skip, self.upsample.kernel)
 
 

@@ -72,16 +72,30 @@ def test_conv_bias_rides_in_the_conv_pass(impl, upsample):
 
 @pytest.mark.parametrize("taps", [[1, 3, 3, 1], [1, 2, 1], [1, 1], [1, 4, 6, 4, 1], [1, 2, 3, 4, 5, 6]])
 @pytest.mark.parametrize("size", [(7, 7), (8, 5)])
-def test_transposed_upsample_matches_upfirdn(taps, size):
-    """The RGB skips' fast 2x up-sampling (one transposed conv) equals upfirdn2d's for symmetric and lopsided FIR
-    filters, odd and even sizes, in either memory format."""
+def test_separable_upsample_matches_upfirdn(taps, size):
+    """The RGB skips' fast 2x up-sampling (two 1-D polyphase passes) equals upfirdn2d's for symmetric and lopsided
+    FIR filters, odd and even sizes, in either memory format."""
     torch.manual_seed(5)
     kernel = ops.make_blur_kernel(taps, 4.0)
+    assert ops.separable_taps(kernel) is not None
     for x in (torch.randn(2, 3, *size), torch.randn(2, 3, *size).contiguous(memory_format=torch.channels_last)):
         want = ops.upsample2x(x, kernel)
-        got = ops.upsample2x_transposed(x, kernel)
+        got = ops.upsample2x_separable(x, kernel)
         assert got.shape == want.shape == (2, 3, 2 * size[0], 2 * size[1])
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_separable_upsample_takes_upfirdn_for_a_kernel_that_is_not_an_outer_product(monkeypatch):
+    """A checkpoint's up-sampling kernel buffer could be any 2-D filter: only outer products are split."""
+    torch.manual_seed(6)
+    kernel = ops.make_blur_kernel([1, 3, 3, 1], 4.0)
+    kernel[0, 1] += 0.05
+    assert ops.separable_taps(kernel) is None
+    assert ops.separable_taps(torch.zeros(4, 4)) is None
+    x = torch.randn(1, 3, 6, 5)
+    assert torch.allclose(ops.upsample2x_separable(x, kernel), ops.upsample2x(x, kernel), atol=1e-6)
+    monkeypatch.setattr(ops, "_upsample2x_along", lambda *a: pytest.fail("the separable passes ran"))
+    ops.upsample2x_separable(x, kernel)
 
 
 @pytest.mark.parametrize("demodulate", [True, False])
