@@ -93,10 +93,13 @@ def block_in_strips(up: "StyledConv", same: "StyledConv", to_rgb: "ToRGB", x: to
         F.leaky_relu_(a, ops.LEAKY_SLOPE)
         b = ops._conv_one_fast(a, w_same, False, None, b_same)                  # rows [a_top, a_bottom)
         b = b[:, :, top - a_top:bottom - a_top]
-        b.add_(n_same[:, :, top:bottom])
+        if features is not None:
+            # The noise add writes straight into the block's output rows (a channels-last row range is one
+            # contiguous piece): the same pass as adding in place, and no copy of the strip afterwards.
+            b = torch.add(b, n_same[:, :, top:bottom], out=features[:, :, top:bottom])
+        else:
+            b.add_(n_same[:, :, top:bottom])
         F.leaky_relu_(b, ops.LEAKY_SLOPE)
         rgb[:, :, top:bottom].add_(ops._conv_one_fast(b, w_rgb, False, None, b_rgb))
-        if features is not None:
-            features[:, :, top:bottom].copy_(b)
     return features, rgb
 
