@@ -17,8 +17,10 @@ IMPLS = ("auto", "ref", "grouped")     # modulated-conv implementations: auto = 
 # `auto` runs the packed batch as one grouped conv, or as one plain conv per sample (conv_packed's "per_sample")
 # where grouped convs with groups=B scale badly on CPU: outputs of 512x512 and more (measured on AVX-512 oneDNN:
 # 1.22x per image at 512, 1.54x at 1024, 2.43x for the 512->1024 transposed conv at batch 4, where one conv per
-# sample scales linearly); below that the grouped conv is as fast or faster.
-PER_SAMPLE_MIN_AREA = 512 * 512
+# sample scales linearly), and from 256x256, where one sample's maps reach 32 MiB and its block then runs in strips
+# (nn/strips.py): on the 2-core AVX2 CPU a batch of 4 took 1.47 s per image and generator pass with per-sample blocks
+# from 512 px, 1.36 s from 256 px (medians of 5; batch 1: 1.36 s). Below that the grouped conv is as fast or faster.
+PER_SAMPLE_MIN_AREA = 256 * 256
 
 
 def assert_shape(tensor: torch.Tensor, shape: Sequence[int | None], name: str = "tensor") -> None:

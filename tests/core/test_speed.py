@@ -142,11 +142,30 @@ def test_folded_layer_epilogues_match_the_reference_and_run_only_without_gradien
 
 
 def test_auto_runs_large_batched_layers_per_sample():
-    x = torch.zeros(1, 8, 256, 256)
-    assert ops._per_sample_pays(x, batch=2, upsample=True)          # 256 -> 512 transposed conv
-    assert not ops._per_sample_pays(x, batch=2, upsample=False)     # 256 -> 256
+    """CPU batches run outputs of 256x256 and more one sample at a time (those blocks then go in strips)."""
+    x = torch.zeros(1, 8, 128, 128)
+    assert ops._per_sample_pays(x, batch=2, upsample=True)          # 128 -> 256 transposed conv
+    assert not ops._per_sample_pays(x, batch=2, upsample=False)     # 128 -> 128
     assert not ops._per_sample_pays(torch.zeros(1, 4, 512, 512), batch=1, upsample=False)  # batch 1: one conv
-    assert ops._per_sample_pays(torch.zeros(1, 8, 512, 512), batch=2, upsample=False)
+    assert ops._per_sample_pays(torch.zeros(1, 8, 256, 256), batch=2, upsample=False)
+    assert not ops.per_sample_pays(torch.device("meta"), 2, 1024 * 1024)                # GPUs: grouped convs
+
+
+def test_batched_1024_generator_blocks_from_256_px_run_per_sample_in_strips(monkeypatch):
+    """At batch 2 the 256- to 1024-px blocks run per sample, in strips (one sample's maps of FFHQ widths reach 32
+    MiB there); the images equal the reference."""
+    from hyperstyle_core.nn import strips
+    generator = tiny_generator(size=1024, divisor=32)
+    monkeypatch.setattr(strips, "MIN_MAP_BYTES", 4 * 2 ** 20 // 32)     # the tiny widths' 256-px maps
+    calls = []
+    original = strips.block_in_strips
+    monkeypatch.setattr(strips, "block_in_strips", lambda *a, **k: calls.append(a[3].shape[2]) or original(*a, **k))
+    latent = torch.randn(2, 512 // 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        auto = generator(latent)
+        ref = generator(latent, impl="ref")
+    assert calls == [128, 256, 512, 128, 256, 512]          # block inputs: per sample, 128 -> 256 px and up
+    assert torch.allclose(auto, ref, atol=1e-4)
 
 
 def test_batched_512_generator_auto_matches_reference():
@@ -161,7 +180,7 @@ def test_batched_512_generator_auto_matches_reference():
 
 @pytest.mark.parametrize("delta_kind", ["none", "per_sample", "shared", "four_dim"])
 def test_batches_render_their_large_blocks_one_sample_at_a_time(monkeypatch, delta_kind):
-    """On CPU a batch's >= 512-px blocks run one sample at a time (as a batch of one): every sample equals the
+    """On CPU a batch's >= 256-px blocks run one sample at a time (as a batch of one): every sample equals the
     reference, and the same sample rendered alone, for batch-wide, shared and [out, in, k, k] deltas."""
     generator = tiny_generator(size=512, divisor=32)
     latent = torch.randn(3, 512 // 32, generator=torch.Generator().manual_seed(1))
@@ -181,8 +200,9 @@ def test_batches_render_their_large_blocks_one_sample_at_a_time(monkeypatch, del
         ref = generator(latent, deltas, impl="ref")
         alone = [generator(latent[i:i + 1], None if deltas is None else {
             n: d[i:i + 1] if d.ndim == 5 and d.shape[0] == 3 else d for n, d in deltas.items()}) for i in range(3)]
-    last = len(generator.to_rgbs) - 1          # the 512-px block: (block, batch) calls
-    assert calls == [(b, 3) for b in range(last)] + [(last, 1)] * 3
+    first = len(generator.to_rgbs) - 2         # the 256-px block: (block, batch) calls
+    per_sample = [(first, 1), (first + 1, 1)] * 3
+    assert calls == [(b, 3) for b in range(first)] + per_sample
     assert torch.allclose(auto, ref, atol=1e-4)
     for i in range(3):
         assert torch.allclose(auto[i:i + 1], alone[i], atol=1e-5)
