@@ -16,7 +16,7 @@ from safetensors import safe_open
 from torch import nn
 
 from ..devices import resolve_device, resolve_dtype
-from ..nn.conv_layout import match_conv_layout_to_device
+from ..nn.conv_layout import inference_weight_format, set_conv_weight_layout
 from ..nn.configs import build_model, config_from_dict, config_of, model_config
 from ..nn.loss_networks import LOSS_NETWORK_KINDS, LossNetworkConfig
 from .directions import LatentDirection, check_direction_shape, direction_from_tensor
@@ -177,8 +177,8 @@ def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.T
                  header: Mapping[str, Any] | None = None) -> nn.Module:
     """The model of `kind` holding `tensors` (strict keys and shapes; finite values unless `finite_checked`).
 
-    Conv weights get their device's layout (nn.conv_layout); with the safetensors `source` and its `header`, the
-    channels-last ones are read from the file instead of from the memory-mapped tensors.
+    Conv weights get their device's inference layout (nn.conv_layout); with the safetensors `source` and its
+    `header`, the channels-last ones are read from the file instead of from the memory-mapped tensors.
     """
     check_strict(kind, config, tensors, name)
     if not finite_checked:
@@ -192,7 +192,7 @@ def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.T
     if kind == "stylegan2":
         model.latent_avg = None if latent_avg is None else latent_avg.to(device=device, dtype=dtype)
     read = None if source is None or header is None else functools.partial(read_channels_last, source, header)
-    match_conv_layout_to_device(model, read)
+    set_conv_weight_layout(model, inference_weight_format(device), read)
     return model
 
 

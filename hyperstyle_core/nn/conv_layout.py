@@ -7,6 +7,9 @@ is not, since PyTorch then copies every weight into channels-last on every call.
 (issue 14): the hypernetwork's pass 0.78 -> 0.70 s, the W-encoder's 0.66 -> 0.57 s, values within 2e-6 (another
 summation order). On CUDA the plain layout stays (stylegan2.feature_memory_format measured why).
 
+Inference only: training puts the plain layout back (train.coach), because oneDNN's AVX2 kernel for a 1x1 conv's
+weight gradient crashed the process on channels-last activations (torch 2.14.1, the hypernetwork's downsample convs).
+
 Only kernels larger than 1x1 move: a 1x1 kernel's two layouts are the same bytes, and the hypernetwork reads its big
 1x1 output layers as matrices. The StyleGAN2 generator has no nn.Conv2d: its weights are modulated per sample.
 """
@@ -21,8 +24,8 @@ from torch import nn
 ChannelsLastReader = Callable[[str, torch.Tensor], "torch.Tensor | None"]
 
 
-def preferred_weight_format(device: torch.device) -> torch.memory_format:
-    """channels_last for conv weights on CPU, contiguous (NCHW) on CUDA and MPS."""
+def inference_weight_format(device: torch.device) -> torch.memory_format:
+    """channels_last for inference conv weights on CPU, contiguous (NCHW) on CUDA and MPS."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
@@ -33,9 +36,9 @@ def spatial_convs(model: nn.Module) -> Iterator[tuple[str, nn.Conv2d]]:
             yield name, module
 
 
-def match_conv_layout_to_device(model: nn.Module, read: ChannelsLastReader | None = None) -> int:
-    """Give every spatial conv weight the layout its device prefers (see the module docstring); returns how many
-    weights changed layout. Values are unchanged; autograd and optimisers work on either layout.
+def set_conv_weight_layout(model: nn.Module, memory_format: torch.memory_format,
+                           read: ChannelsLastReader | None = None) -> int:
+    """Give every spatial conv weight `memory_format`; returns how many weights changed layout. Values are unchanged.
 
     read: loads a weight from its file straight into channels-last (io.checkpoints does this for memory-mapped
     weights, so the mapped pages are never touched and the relaid copy replaces them instead of adding to them).
@@ -44,14 +47,13 @@ def match_conv_layout_to_device(model: nn.Module, read: ChannelsLastReader | Non
     with torch.no_grad():
         for name, conv in spatial_convs(model):
             weight = conv.weight
-            fmt = preferred_weight_format(weight.device)
-            if weight.is_contiguous(memory_format=fmt):
+            if weight.is_contiguous(memory_format=memory_format):
                 continue
             relaid = None
-            if read is not None and fmt == torch.channels_last:
+            if read is not None and memory_format == torch.channels_last:
                 relaid = read(f"{name}.weight" if name else "weight", weight)
             if relaid is None:
-                relaid = weight.contiguous(memory_format=fmt)
+                relaid = weight.contiguous(memory_format=memory_format)
             weight.data = relaid        # the same Parameter: tied weights and optimisers keep pointing at it
             changed += 1
     return changed

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..nn.conv_layout import match_conv_layout_to_device
+from ..nn.conv_layout import set_conv_weight_layout
 from ..nn.networks import HyperStyleModel, WEncoderModel
 from .data import EpochOrder, ImageFolderDataset, load_batch, validation_batches
 from .grids import save_grid
@@ -156,11 +156,11 @@ def iteration_metrics(result: ForwardResult) -> dict[str, float]:
 
 def _prepare(model: HyperStyleModel, w_encoder: WEncoderModel, loss_fn: HyperStyleLoss, options: TrainOptions,
              device: torch.device) -> tuple[HyperStyleModel, WEncoderModel, HyperStyleLoss]:
-    """Move to the device (conv weights in its layout); only the hypernet (and with train_decoder the decoder) takes
-    gradients."""
+    """Move to the device, conv weights in the plain layout (see nn.conv_layout: loading gives CPU models the
+    channels-last inference layout); only the hypernet (and with train_decoder the decoder) takes gradients."""
     model, w_encoder, loss_fn = model.to(device), w_encoder.to(device), loss_fn.to(device)
     for module in (model, w_encoder, loss_fn):
-        match_conv_layout_to_device(module)
+        set_conv_weight_layout(module, torch.contiguous_format)
     model.requires_grad_(False)
     model.hypernet.requires_grad_(True).train()
     if options.train_decoder:

@@ -8,7 +8,7 @@ from torch import nn
 from hyperstyle_core import load, read_info
 from hyperstyle_core.io import checkpoints
 from hyperstyle_core.io.checkpoints import save_model
-from hyperstyle_core.nn.conv_layout import match_conv_layout_to_device, preferred_weight_format, spatial_convs
+from hyperstyle_core.nn.conv_layout import inference_weight_format, set_conv_weight_layout, spatial_convs
 from hyperstyle_core.testing import make_tiny_models, write_tiny_models
 
 CL = torch.channels_last
@@ -87,17 +87,34 @@ def test_outputs_and_saved_files_do_not_depend_on_the_layout(tiny_files, tmp_pat
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_match_conv_layout_follows_the_device_and_keeps_the_parameter():
+def test_set_conv_weight_layout_keeps_the_parameter_and_its_values():
     conv = nn.Conv2d(4, 8, 3)
     param = conv.weight
     expected = conv.weight.detach().clone()
-    assert preferred_weight_format(torch.device("cpu")) == CL
-    assert preferred_weight_format(torch.device("cuda")) == torch.contiguous_format
-    assert match_conv_layout_to_device(nn.Sequential(conv, nn.Conv2d(8, 8, 1))) == 1    # the 1x1 is left alone
+    assert inference_weight_format(torch.device("cpu")) == CL
+    assert inference_weight_format(torch.device("cuda")) == torch.contiguous_format
+    assert set_conv_weight_layout(nn.Sequential(conv, nn.Conv2d(8, 8, 1)), CL) == 1     # the 1x1 is left alone
     assert conv.weight is param and param.is_contiguous(memory_format=CL) and param.requires_grad
     assert torch.equal(param, expected)
-    assert match_conv_layout_to_device(conv) == 0                                      # already in place
-    # Training moves models between devices after loading: off the CPU the plain layout comes back.
-    meta = nn.Conv2d(4, 8, 3).to("meta")
-    meta.weight.data = torch.empty_strided(meta.weight.shape, param.stride(), device="meta")
-    assert match_conv_layout_to_device(meta) == 1 and meta.weight.is_contiguous()
+    assert set_conv_weight_layout(conv, CL) == 0                                        # already in place
+    assert set_conv_weight_layout(conv, torch.contiguous_format) == 1 and param.is_contiguous()
+    assert torch.equal(param, expected)
+
+
+def test_training_puts_the_plain_layout_back(tiny_files):
+    """Loading gives CPU models channels-last conv weights; training runs them in the plain layout (oneDNN's AVX2
+    1x1 weight-gradient kernel crashed on channels-last activations) and its steps still take gradients."""
+    from hyperstyle_core.train.coach import _prepare
+    from hyperstyle_core.train.options import TrainOptions
+    hyperstyle, w_encoder = load(tiny_files[0], device="cpu"), load(tiny_files[1], device="cpu")
+    assert any(c.weight.is_contiguous(memory_format=CL) and not c.weight.is_contiguous()
+               for _, c in spatial_convs(hyperstyle))
+    loss_fn = nn.Sequential(nn.Conv2d(3, 4, 3))
+    loss_fn[0].weight.data = loss_fn[0].weight.data.contiguous(memory_format=CL)
+    model, encoder, loss = _prepare(hyperstyle, w_encoder, loss_fn, TrainOptions(), torch.device("cpu"))
+    for module in (model, encoder, loss):
+        assert all(c.weight.is_contiguous() for _, c in spatial_convs(module))
+    x = torch.rand(2, 6, 64, 64)
+    out = model.hypernet(x)
+    sum(d.square().sum() for d in out.values()).backward()
+    assert model.hypernet.conv1.weight.grad is not None
