@@ -9,7 +9,7 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 import torch
 from safetensors import safe_open
@@ -152,7 +152,7 @@ def check_finite_file(path: Path, header: Mapping[str, Any], name: str) -> None:
                      for key, info in header.items() if key != "__metadata__" and info.get("dtype") in _FLOAT_DTYPES)
     buffer = bytearray(FINITE_CHUNK_BYTES)
     with open(path, "rb", buffering=0) as f:
-        data_start = 8 + int.from_bytes(f.read(8), "little")
+        data_start = _data_start(f)
         for start, end, key, dtype in entries:
             f.seek(data_start + start)
             remaining = end - start
@@ -165,6 +165,12 @@ def check_finite_file(path: Path, header: Mapping[str, Any], name: str) -> None:
                     _raise_non_finite(name, key)
                 remaining -= n
                 f.seek(data_start + end - remaining)
+
+
+def _data_start(f: BinaryIO) -> int:
+    """Where a safetensors file's tensor data begins: after the 8-byte header length and the header."""
+    f.seek(0)
+    return 8 + int.from_bytes(f.read(8), "little")
 
 
 def _raise_non_finite(name: str, key: str) -> None:
@@ -209,7 +215,7 @@ def read_channels_last(path: Path, header: Mapping[str, Any], key: str, like: to
         return None
     raw = bytearray(end - start)
     with open(path, "rb", buffering=0) as f:
-        data_start = 8 + int.from_bytes(f.read(8), "little")
+        data_start = _data_start(f)
         f.seek(data_start + start)
         if f.readinto(raw) != len(raw):
             raise ValueError(f"{path.name} is truncated inside tensor {key}; convert the .pt again")
