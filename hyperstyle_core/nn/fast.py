@@ -127,6 +127,7 @@ def _weight_versions(hypernet: HyperNetwork) -> tuple[tuple[int, int], ...]:
 _SHARED = "shared_w2"           # its key among the layer names (generator names: conv1, convs.N, to_rgbs.N)
 PACK_PART_BYTES = 256 * 2 ** 20     # float32 rows per packed part: w2 in two parts, one per thread
 QUANTISE_CHUNK_BYTES = 32 * 2 ** 20  # float32 rows copied and quantised at a time within a part
+PACK_WORKERS_MAX = 4                # each worker holds up to ~0.22 GiB while packing (its part twice, a chunk thrice)
 
 
 def pack_linears(matrices: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
@@ -137,9 +138,9 @@ def pack_linears(matrices: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
 
     Symmetric per-row scales (max |w| / 127): the quantisation error is at most half a step of each row's range.
     Every matrix is cut into parts of at most `part_bytes` of float32 rows, each quantised `chunk_bytes` at a time;
-    the parts of all matrices are packed on `workers` threads (default: torch's thread count), since fbgemm's
-    prepack runs on one core. A product of two parts calls the int8 kernel twice, about as fast as one call (w2 at
-    batch 1: 10-13 ms either way; in eight parts 17 ms).
+    the parts of all matrices are packed on `workers` threads (default: torch's thread count, at most
+    PACK_WORKERS_MAX), since fbgemm's prepack runs on one core. A product of two parts calls the int8 kernel twice,
+    about as fast as one call (w2 at batch 1: 10-13 ms either way; in eight parts 17 ms).
     """
     tasks = [(key, top, min(weight.shape[0], top + _rows_in(weight, part_bytes)))
              for key, (weight, _) in matrices.items()
@@ -151,7 +152,7 @@ def pack_linears(matrices: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
         return _pack_rows(weight[top:bottom], None if bias is None else bias[top:bottom],
                           _rows_in(weight, chunk_bytes))
 
-    workers = max(1, min(len(tasks), workers or torch.get_num_threads()))
+    workers = max(1, min(len(tasks), workers or min(torch.get_num_threads(), PACK_WORKERS_MAX)))
     with warnings.catch_warnings():
         # PyTorch marks the quantized-tensor constructors deprecated but ships no replacement for CPU int8 GEMM yet.
         # (Set here, not in the workers: the warning filters are process-wide and catch_warnings is not thread-safe.)
