@@ -124,7 +124,7 @@ def _weight_versions(hypernet: HyperNetwork) -> tuple[tuple[int, int], ...]:
     return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
-_SHARED = "shared_w2"           # its key among the layer names (generator names: conv1, convs.N, to_rgbs.N)
+_SHARED = "shared_w2"           # w2's key beside the output layers' (generator names: conv1, convs.N, ...)
 PACK_PART_BYTES = 256 * 2 ** 20     # float32 rows per packed part: w2 in two parts, one per thread
 QUANTISE_CHUNK_BYTES = 32 * 2 ** 20  # float32 rows copied and quantised at a time within a part
 PACK_WORKERS_MAX = 4                # each worker holds up to ~0.22 GiB while packing (its part twice, a chunk thrice)
@@ -185,6 +185,7 @@ def _pack_rows(weight: torch.Tensor, bias: torch.Tensor | None, chunk_rows: int)
         scale = torch.amax(chunk.abs(), dim=1).clamp_min_(1e-12).div_(127.0)
         scales[top:bottom] = scale
         data[top:bottom] = chunk.mul(scale.reciprocal().unsqueeze(1)).round_().clamp_(-128, 127).to(torch.int8)
+    # The constructor that wraps int8 values and their scales (PyTorch has no public one for per-channel tensors).
     qweight = torch._make_per_channel_quantized_tensor(data, scales.double(), torch.zeros(rows, dtype=torch.long), 0)
     return torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.float().contiguous())
 
