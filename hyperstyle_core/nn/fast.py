@@ -142,9 +142,10 @@ def pack_linears(matrices: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
     PACK_WORKERS_MAX), since fbgemm's prepack runs on one core. A product of two parts calls the int8 kernel twice,
     about as fast as one call (w2 at batch 1: 10-13 ms either way; in eight parts 17 ms).
     """
-    tasks = [(key, top, min(weight.shape[0], top + _rows_in(weight, part_bytes)))
-             for key, (weight, _) in matrices.items()
-             for top in range(0, weight.shape[0], _rows_in(weight, part_bytes))]
+    tasks: list[tuple[str, int, int]] = []              # (key, first row, end row) of every part
+    for key, (weight, _) in matrices.items():
+        rows, step = weight.shape[0], _rows_in(weight, part_bytes)
+        tasks += [(key, top, min(rows, top + step)) for top in range(0, rows, step)]
 
     def pack(task: tuple[str, int, int]) -> object:
         key, top, bottom = task

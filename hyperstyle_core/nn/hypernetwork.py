@@ -109,10 +109,15 @@ ROW_BLOCK = 16              # rows of w2 per block of the "row_blocks" form
 ROW_BLOCKS_MAX_ROWS = 24    # z rows up to which the blocks pay
 
 
+def _cpu_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """A product on CPU that autograd does not record: where the CPU-only forms below may replace addmm."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return x.device.type == "cpu" and not needs_grad
+
+
 def first_product_form(z: torch.Tensor, w2: torch.Tensor) -> str:
     """Which form computes z @ w2 + b2 here (see FIRST_PRODUCT_FORMS and the measurements above)."""
-    needs_grad = torch.is_grad_enabled() and (z.requires_grad or w2.requires_grad)
-    if z.device.type != "cpu" or needs_grad:
+    if not _cpu_inference(z, w2):
         return "addmm"
     if "AVX512" in torch.backends.cpu.get_cpu_capability():
         return "tall_skinny"
@@ -239,8 +244,7 @@ def matrix_vector_groups(weight: torch.Tensor, flat: torch.Tensor) -> int:
     AVX2 CPU (issue 14). Two or more samples make it a matrix product, which is threaded already (and was not faster
     in groups). CPU inference only; values differ from addmm's by float rounding (another summation order).
     """
-    needs_grad = torch.is_grad_enabled() and (weight.requires_grad or flat.requires_grad)
-    if flat.shape[0] != 1 or flat.device.type != "cpu" or needs_grad:
+    if flat.shape[0] != 1 or not _cpu_inference(flat, weight):
         return 1
     groups = min(torch.get_num_threads(), weight.shape[0])
     while weight.shape[0] % groups:

@@ -53,7 +53,7 @@ def read_s_mean_std(path: str | os.PathLike) -> tuple[list[np.ndarray], list[np.
 
     The pickle is `(means, stds)`: two lists of float32 arrays, one per S layer in official order (26 for the FFHQ
     1024px generator; entry c matches layer c of smaller generators too). Only numpy's array reconstruction is
-    admitted (`io.unpickle.load_numpy_arrays_pickle`); anything else raises `pickle.UnpicklingError`.
+    admitted (`io.unpickle.load_numpy_arrays_pickle`); anything else is refused with an UnpicklingError.
 
     Returns:
         (means, stds): lists of [dim_c] float32 arrays.
