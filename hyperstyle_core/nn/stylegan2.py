@@ -286,6 +286,16 @@ class Generator(nn.Module):
     def size(self) -> int:
         return self.config.size
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (inputs are moved here)."""
+        return self.input.input.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' floating-point type (inputs are cast to it)."""
+        return self.input.input.dtype
+
     def mapping(self, z: torch.Tensor, truncation: float = 1.0,
                 truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
         """Z [B, style_dim] -> W [B, style_dim], optionally truncated towards `truncation_latent` [style_dim]."""
