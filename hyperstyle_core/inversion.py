@@ -11,11 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from .deltas import GeneratorSignature, WeightDeltas
-from .nn import fast as fast_products
+from .nn.engine import InferenceEngine, plan_inference
 from .nn.networks import HyperStyleModel, InputSpec, ReStyleE4EModel, WEncoderModel
 from .nn.stylegan2 import Generator
-
-PREVIEW_SIZE = 256      # fast mode renders the iterations before the last at this size (the hypernet input size)
 
 IterationCallback = Callable[[int, torch.Tensor, WeightDeltas], None]
 
@@ -59,9 +57,7 @@ def generate(generator: Generator, latent: torch.Tensor, deltas: WeightDeltas | 
     Returns:
         [B, 3, H, W], roughly in [-1, 1] (cars generators: the 384x512 crop).
     """
-    param = generator.input.input
-    latent = latent.to(device=param.device, dtype=param.dtype)
-    wplus = generator.broadcast_latent(latent)
+    wplus = generator.broadcast_latent(latent.to(device=generator.device, dtype=generator.dtype))
     delta_map = None
     if deltas is not None:
         if not isinstance(deltas, WeightDeltas):
@@ -72,9 +68,9 @@ def generate(generator: Generator, latent: torch.Tensor, deltas: WeightDeltas | 
                              f"pick one sample's deltas with deltas.index(i) or pass matching batches")
         if strength != 1.0:
             deltas = deltas.scale(strength)
-        delta_map = {n: t.to(device=param.device, dtype=param.dtype) for n, t in deltas.items()}
-    with torch.no_grad():
-        return _crop(generator, generator(wplus, delta_map, randomize_noise=randomize_noise))
+        delta_map = {n: t.to(device=generator.device, dtype=generator.dtype) for n, t in deltas.items()}
+    images = InferenceEngine(generator).render(wplus, delta_map, randomize_noise=randomize_noise)
+    return _crop(generator, images)
 
 
 def batch_ranges(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -134,9 +130,9 @@ def invert(images: torch.Tensor, hyperstyle: HyperStyleModel, w_encoder: WEncode
     """
     _check_models(hyperstyle, w_encoder)
     hyperstyle.input_spec.check(images, "HyperStyle")
-    param = hyperstyle.generator.input.input
+    generator = hyperstyle.generator
     with torch.no_grad():
-        codes = w_encode(w_encoder, images.to(device=param.device, dtype=param.dtype), hyperstyle.latent_avg)
+        codes = w_encode(w_encoder, images.to(device=generator.device, dtype=generator.dtype), hyperstyle.latent_avg)
     return refine(images, hyperstyle, codes, n_iters, on_iteration, fast)
 
 
@@ -158,8 +154,9 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
         n_iters: iterations; each predicts offsets from (image, current reconstruction) and accumulates them.
         on_iteration: see `invert`.
         fast: render every iteration but the last at 256 px (the hypernetwork sees that render instead of the
-            pooled full one) and, on CPU, use int8 copies of the hypernetwork's big matrices (nn/fast.py). The
-            README's Speed section gives its measured cost. False (default): the official computation.
+            pooled full one), with bf16 copies of both networks where bf16 is native, else (CPU) int8 copies of
+            the hypernetwork's big matrices (nn/engine/low_precision.py); docs/speed.md gives its measured cost.
+            False (default): the official computation.
     Returns:
         InversionResult; `initial` is the render of `latent` without deltas.
     """
@@ -171,88 +168,51 @@ def refine(images: torch.Tensor, hyperstyle: HyperStyleModel, latent: torch.Tens
     spec = hyperstyle.input_spec
     spec.check(images, "HyperStyle")
     generator = hyperstyle.generator
-    param = generator.input.input
-    x = images.to(device=param.device, dtype=param.dtype)
-    codes = generator.broadcast_latent(latent.to(device=param.device, dtype=param.dtype))
+    x = images.to(device=generator.device, dtype=generator.dtype)
+    codes = generator.broadcast_latent(latent.to(device=generator.device, dtype=generator.dtype))
     if codes.shape[0] != x.shape[0]:
         raise ValueError(f"{codes.shape[0]} latents for {x.shape[0]} images; pass one latent per image")
     signature = GeneratorSignature.of(generator)
-    preview = _preview_size(generator) if fast else None
-    # Fast mode's networks: bf16 copies where bf16 is fast, else float32 with int8 copies of the big matrices (CPU).
-    copies = bf16_networks(hyperstyle, fast)
-    low = copies is not None
-    hypernet = copies[0] if low else hyperstyle.hypernet
-    renderer = _CastRenderer(copies[1], param.dtype) if low else generator
-    products = fast_products.int8_products(hyperstyle.hypernet) if fast and not low and _int8_pays(param) else None
+    # One plan for the whole call: layouts, product forms and, in fast mode, the low-precision copies.
+    plan = plan_inference(generator.device, generator.dtype, fast, generator.size)
+    engine = InferenceEngine(generator, hyperstyle.hypernet, plan)
+    preview = plan.preview_size
     with torch.no_grad():
-        initial, y_hat = _render_initial(renderer, spec, codes, preview)
+        initial, y_hat = _render_initial(engine, spec, codes, preview)
         deltas: dict[str, torch.Tensor] | None = None
         outputs = []
         for it in range(1, n_iters + 1):
-            features = torch.cat([x, y_hat], dim=1)
-            predicted = hypernet(features.to(torch.bfloat16) if low else features, products)
-            if low:     # deltas are accumulated and returned in the models' dtype
-                predicted = {name: d.to(param.dtype) for name, d in predicted.items()}
+            predicted = engine.predict_deltas(torch.cat([x, y_hat], dim=1))
             deltas = predicted if deltas is None else _accumulate(deltas, predicted)
-            image, y_hat = _render(renderer, spec, codes, deltas, None if it == n_iters else preview)
+            image, y_hat = _render(engine, spec, codes, deltas, None if it == n_iters else preview)
             outputs.append(image)
             if on_iteration is not None:
                 on_iteration(it, image, WeightDeltas(deltas, signature))
     return InversionResult(latent=codes, deltas=WeightDeltas(deltas, signature), initial=initial, images=outputs)
 
 
-def bf16_networks(hyperstyle: HyperStyleModel, fast: bool) -> tuple[torch.nn.Module, Generator] | None:
-    """The bf16 copies (hypernetwork, generator) that `refine` runs in fast mode where bf16 is fast (float32 models
-    on CUDA with bf16, AVX-512 BF16 / AMX CPUs), made once and cached; None where it runs the models themselves."""
-    param = hyperstyle.generator.input.input
-    if not (fast and param.dtype == torch.float32 and fast_products.bf16_supported(param.device)):
-        return None
-    return fast_products.bf16_copy(hyperstyle.hypernet), fast_products.bf16_copy(hyperstyle.generator)
-
-
-class _CastRenderer:
-    """A low-precision generator copy called like the generator: inputs cast to its dtype, images back to `dtype`."""
-
-    def __init__(self, generator: Generator, dtype: torch.dtype):
-        self.generator, self.dtype = generator, dtype
-        self.size, self.config = generator.size, generator.config
-
-    def __call__(self, codes: torch.Tensor, deltas: dict[str, torch.Tensor] | None, **kwargs) -> torch.Tensor:
-        low = self.generator.input.input.dtype
-        cast = None if deltas is None else {name: d.to(low) for name, d in deltas.items()}
-        return self.generator(codes.to(low), cast, **kwargs).to(self.dtype)
-
-
-def _preview_size(generator: Generator) -> int | None:
-    """Fast mode's render size for intermediate iterations, or None when the generator is no larger."""
-    return PREVIEW_SIZE if generator.size > PREVIEW_SIZE else None
-
-
-def _int8_pays(param: torch.Tensor) -> bool:
-    return param.dtype == torch.float32 and fast_products.int8_supported(param.device)
-
-
-def _render_initial(generator: Generator, spec: InputSpec, codes: torch.Tensor,
+def _render_initial(engine: InferenceEngine, spec: InputSpec, codes: torch.Tensor,
                     preview: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(initial image, first y_hat): exact follows the official initial pass (pool to 256x256, then the cars crop)."""
     if preview is not None:
-        return _render(generator, spec, codes, None, preview)
-    full = generator(codes, None, randomize_noise=False)
+        return _render(engine, spec, codes, None, preview)
+    full = engine.render(codes)
     y_hat = F.adaptive_avg_pool2d(full, (256, 256))
-    return _crop(generator, full), (y_hat[:, :, 32:224, :] if spec.is_cars else y_hat)
+    return _crop(engine.generator, full), (y_hat[:, :, 32:224, :] if spec.is_cars else y_hat)
 
 
-def _render(generator: Generator, spec: InputSpec, codes: torch.Tensor, deltas: dict[str, torch.Tensor] | None,
+def _render(engine: InferenceEngine, spec: InputSpec, codes: torch.Tensor, deltas: dict[str, torch.Tensor] | None,
             preview: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(image at full resolution, cropped; the hypernetwork's next input y_hat).
 
     Exact (preview None): render in full, y_hat = the official pool of it. Preview: render at `preview` px; that
     render (cropped like the official initial pass, rows 32:224 for cars) is y_hat, and the image is it scaled up.
     """
+    generator = engine.generator
     if preview is None:
-        image = _crop(generator, generator(codes, deltas, randomize_noise=False))
+        image = _crop(generator, engine.render(codes, deltas))
         return image, spec.pool(image)
-    small = generator(codes, deltas, randomize_noise=False, render_size=preview)
+    small = engine.render(codes, deltas, render_size=preview)
     full = F.interpolate(small, size=(generator.size, generator.size), mode="bilinear", align_corners=False)
     y_hat = F.adaptive_avg_pool2d(small, (256, 256))
     return _crop(generator, full), (y_hat[:, :, 32:224, :] if spec.is_cars else y_hat)
@@ -295,12 +255,11 @@ def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: 
     spec = restyle.input_spec
     spec.check(images, "ReStyle-e4e")
     generator = restyle.generator
-    param = generator.input.input
-    x = images.to(device=param.device, dtype=param.dtype)
+    engine = InferenceEngine(generator)
+    x = images.to(device=generator.device, dtype=generator.dtype)
     latents, outputs = [], []
     with torch.no_grad():
-        avg = F.adaptive_avg_pool2d(generator(restyle.latent_avg.unsqueeze(0), None, randomize_noise=False),
-                                    (256, 256))
+        avg = F.adaptive_avg_pool2d(engine.render(restyle.latent_avg.unsqueeze(0)), (256, 256))
         if spec.is_cars:
             avg = avg[:, :, 32:224, :]
         y_hat = avg.expand(x.shape[0], -1, -1, -1)
@@ -308,7 +267,7 @@ def restyle_e4e_invert(images: torch.Tensor, restyle: ReStyleE4EModel, n_iters: 
         for _ in range(n_iters):
             offsets = restyle.encoder(torch.cat([x, y_hat], dim=1))
             latent = offsets + (restyle.latent_avg.unsqueeze(0) if latent is None else latent)
-            image = _crop(generator, generator(latent, None, randomize_noise=False))
+            image = _crop(generator, engine.render(latent))
             latents.append(latent)
             outputs.append(image)
             y_hat = spec.pool(image)

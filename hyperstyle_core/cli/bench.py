@@ -22,7 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..io import checkpoints, convert
 from ..devices import resolve_device, resolve_dtype
-from ..inversion import bf16_networks, invert
+from ..inversion import invert
+from ..nn.engine import InferenceEngine
 from .parser import build_bench_parser, default_recipe
 
 DEFAULT_RECIPE = Path(default_recipe())
@@ -79,7 +80,7 @@ def load_models(args, device, dtype):
 
 
 class StageTimer:
-    """Wall time (and optionally FLOPs) of each module call via forward hooks (synchronising CUDA)."""
+    """Wall time (and optionally FLOPs) of each call of a module or an engine method (synchronising CUDA)."""
 
     def __init__(self, device: torch.device, count_flops: bool = False):
         self.device = device
@@ -89,6 +90,7 @@ class StageTimer:
         self._start: dict[str, float] = {}
         self._counter: dict[str, FlopCounterMode] = {}
         self._handles = []
+        self._restore: list[tuple[type, str, object]] = []
 
     def _sync(self):
         if self.device.type == "cuda":
@@ -96,36 +98,53 @@ class StageTimer:
         elif self.device.type == "mps":
             torch.mps.synchronize()
 
+    def _begin(self, name: str) -> None:
+        self._sync()
+        if self.count_flops:
+            self._counter[name] = FlopCounterMode(display=False)
+            self._counter[name].__enter__()
+        self._start[name] = time.perf_counter()
+
+    def _end(self, name: str) -> None:
+        self._sync()
+        self.times[name].append(time.perf_counter() - self._start[name])
+        if self.count_flops:
+            counter = self._counter.pop(name)
+            counter.__exit__(None, None, None)
+            self.flops[name].append(counter.get_total_flops())
+
     def watch(self, module: torch.nn.Module, name: str):
-        def pre(_m, _i):
-            self._sync()
-            if self.count_flops:
-                self._counter[name] = FlopCounterMode(display=False)
-                self._counter[name].__enter__()
-            self._start[name] = time.perf_counter()
+        self._handles += [module.register_forward_pre_hook(lambda _m, _i: self._begin(name)),
+                          module.register_forward_hook(lambda _m, _i, _o: self._end(name))]
 
-        def post(_m, _i, _o):
-            self._sync()
-            self.times[name].append(time.perf_counter() - self._start[name])
-            if self.count_flops:
-                counter = self._counter.pop(name)
-                counter.__exit__(None, None, None)
-                self.flops[name].append(counter.get_total_flops())
+    def watch_method(self, owner: type, method: str, name: str):
+        """Time every call of `owner.method` (the engine's passes run the networks' parts, not their forward)."""
+        original = getattr(owner, method)
 
-        self._handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        def timed(*args, **kwargs):
+            self._begin(name)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._end(name)
+
+        setattr(owner, method, timed)
+        self._restore.append((owner, method, original))
 
     def close(self):
         for h in self._handles:
             h.remove()
+        for owner, method, original in reversed(self._restore):
+            setattr(owner, method, original)
+        self._restore.clear()
 
 
-def _watched(hs, we, device: torch.device, count_flops: bool, fast: bool) -> StageTimer:
-    """Timers on the networks the inversion runs: fast mode's bf16 copies where it makes them."""
+def _watched(we, device: torch.device, count_flops: bool) -> StageTimer:
+    """Timers on the stages the inversion runs: the W-encoder, the engine's hypernetwork and generator passes."""
     timer = StageTimer(device, count_flops)
-    hypernet, generator = bf16_networks(hs, fast) or (hs.hypernet, hs.generator)
     timer.watch(we.encoder, "w_encoder")
-    timer.watch(hypernet, "hypernet")
-    timer.watch(generator, "generator")
+    timer.watch_method(InferenceEngine, "predict_deltas", "hypernet")
+    timer.watch_method(InferenceEngine, "render", "generator")
     return timer
 
 
@@ -140,13 +159,13 @@ def run(batch: int, hs, we, n_iters: int, device: torch.device, repeats: int, fa
     images = (images * 2 - 1).to(device)
     # Warm-up (allocator, kernels, fast mode's int8 copies) with a FLOP count of every stage: the first and the
     # last generator call are the initial render and a final (full) render, in either mode.
-    counter = _watched(hs, we, device, count_flops=True, fast=fast)
+    counter = _watched(we, device, count_flops=True)
     invert(images, hs, we, n_iters=1, fast=fast)
     counter.close()
     flops = counter.flops
     mode = "fast" if fast else "exact"
     for rep in range(repeats):
-        timer = _watched(hs, we, device, count_flops=False, fast=fast)
+        timer = _watched(we, device, count_flops=False)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         _reset_peak_rss()

@@ -16,7 +16,8 @@ from safetensors import safe_open
 from torch import nn
 
 from ..devices import resolve_device, resolve_dtype
-from ..nn.conv_layout import inference_weight_format, set_conv_weight_layout
+from ..nn.engine.layout import set_conv_weight_layout
+from ..nn.engine.plan import plan_inference
 from ..nn.configs import build_model, config_from_dict, config_of, model_config
 from ..nn.loss_networks import LOSS_NETWORK_KINDS, LossNetworkConfig
 from .directions import LatentDirection, check_direction_shape, direction_from_tensor
@@ -183,7 +184,7 @@ def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.T
                  header: Mapping[str, Any] | None = None) -> nn.Module:
     """The model of `kind` holding `tensors` (strict keys and shapes; finite values unless `finite_checked`).
 
-    Conv weights get their device's inference layout (nn.conv_layout); with the safetensors `source` and its
+    Conv weights get their device's inference layout (nn.engine.layout); with the safetensors `source` and its
     `header`, the channels-last ones are read from the file instead of from the memory-mapped tensors.
     """
     check_strict(kind, config, tensors, name)
@@ -198,7 +199,7 @@ def instantiate(kind: str, config: Mapping[str, Any], tensors: dict[str, torch.T
     if kind == "stylegan2":
         model.latent_avg = None if latent_avg is None else latent_avg.to(device=device, dtype=dtype)
     read = None if source is None or header is None else functools.partial(read_channels_last, source, header)
-    set_conv_weight_layout(model, inference_weight_format(device), read)
+    set_conv_weight_layout(model, plan_inference(device, dtype).conv_weight_format, read)
     return model
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..nn.conv_layout import set_conv_weight_layout
+from ..nn.engine.layout import set_conv_weight_layout
 from ..nn.networks import HyperStyleModel, WEncoderModel
 from .data import EpochOrder, ImageFolderDataset, load_batch, validation_batches
 from .grids import save_grid
@@ -156,7 +156,7 @@ def iteration_metrics(result: ForwardResult) -> dict[str, float]:
 
 def _prepare(model: HyperStyleModel, w_encoder: WEncoderModel, loss_fn: HyperStyleLoss, options: TrainOptions,
              device: torch.device) -> tuple[HyperStyleModel, WEncoderModel, HyperStyleLoss]:
-    """Move to the device, conv weights in the plain layout (see nn.conv_layout: loading gives CPU models the
+    """Move to the device, conv weights in the plain layout (see nn.engine.layout: loading gives CPU models the
     channels-last inference layout); only the hypernet (and with train_decoder the decoder) takes gradients."""
     model, w_encoder, loss_fn = model.to(device), w_encoder.to(device), loss_fn.to(device)
     for module in (model, w_encoder, loss_fn):

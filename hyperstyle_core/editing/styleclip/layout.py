@@ -12,6 +12,7 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 import torch
 
+from ...nn.engine import InferenceEngine
 from ...nn.stylegan2 import Generator
 
 # features_channels_to_s fills STYLESPACE_INDICES_WITHOUT_TORGB[:11]: the non-ToRGB layers up to 128px (StyleCLIP's
@@ -138,8 +139,7 @@ def render_style_codes(generator: Generator, style_codes: Mapping[str, torch.Ten
     Returns:
         [B, 3, H, W], roughly in [-1, 1] (the generator's output crop applied, as `generate` does).
     """
-    param = generator.input.input
-    codes = {n: style_codes[n].to(device=param.device, dtype=param.dtype) for n in generator.layer_names
+    codes = {n: style_codes[n].to(device=generator.device, dtype=generator.dtype) for n in generator.layer_names
              if n in style_codes}
     delta_map = None
     if deltas is not None:
@@ -151,9 +151,8 @@ def render_style_codes(generator: Generator, style_codes: Mapping[str, torch.Ten
         if sizes - {1, batch}:
             raise ValueError(f"deltas have batch {sorted(sizes)} but there are {batch} style codes; pick one "
                              f"sample's deltas with deltas.index(i) or pass matching batches")
-        delta_map = {n: t.to(device=param.device, dtype=param.dtype) for n, t in deltas.items()}
-    with torch.no_grad():
-        images = generator(deltas=delta_map, randomize_noise=randomize_noise, style_codes=codes)
+        delta_map = {n: t.to(device=generator.device, dtype=generator.dtype) for n, t in deltas.items()}
+    images = InferenceEngine(generator).render(deltas=delta_map, randomize_noise=randomize_noise, style_codes=codes)
     crop = generator.config.output_crop
     return images[:, :, crop[0]:crop[1], :] if crop else images
 

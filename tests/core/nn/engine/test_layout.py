@@ -1,4 +1,4 @@
-"""Encoder conv weights in channels-last on CPU (issue 14): read from the file, same values, same outputs."""
+"""Encoder conv weights in channels-last on CPU (nn/engine/layout.py): read from the file, same values, same outputs."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,8 @@ from torch import nn
 from hyperstyle_core import load, read_info
 from hyperstyle_core.io import checkpoints
 from hyperstyle_core.io.checkpoints import save_model
-from hyperstyle_core.nn.conv_layout import inference_weight_format, set_conv_weight_layout, spatial_convs
+from hyperstyle_core.nn.engine.layout import set_conv_weight_layout, spatial_convs
+from hyperstyle_core.nn.engine.plan import plan_inference
 from hyperstyle_core.testing import make_tiny_models, write_tiny_models
 
 CL = torch.channels_last
@@ -91,8 +92,8 @@ def test_set_conv_weight_layout_keeps_the_parameter_and_its_values():
     conv = nn.Conv2d(4, 8, 3)
     param = conv.weight
     expected = conv.weight.detach().clone()
-    assert inference_weight_format(torch.device("cpu")) == CL
-    assert inference_weight_format(torch.device("cuda")) == torch.contiguous_format
+    assert plan_inference(torch.device("cpu"), torch.float32).conv_weight_format == CL
+    assert plan_inference(torch.device("meta"), torch.float32).conv_weight_format == torch.contiguous_format
     assert set_conv_weight_layout(nn.Sequential(conv, nn.Conv2d(8, 8, 1)), CL) == 1     # the 1x1 is left alone
     assert conv.weight is param and param.is_contiguous(memory_format=CL) and param.requires_grad
     assert torch.equal(param, expected)

@@ -1,9 +1,9 @@
 """Fast mode's low-precision copies of the networks (opt-in; exact mode never uses them).
 
-Where bf16 arithmetic is fast (CUDA GPUs with bf16, CPUs with AVX-512 BF16 or AMX) fast mode runs bf16 copies of the
-hypernetwork and the generator, cast once (`bf16_copy`; autocast would cast the weights again on every call, which
-costs more than it saves on CPU). Elsewhere on CPU it keeps float32 networks and replaces the hypernetwork's big
-matrices by int8 copies (`int8_products`):
+Where bf16 arithmetic is native (CUDA GPUs with bf16, CPUs with AVX-512 BF16 or AMX) fast mode runs bf16 copies of
+the hypernetwork and the generator, cast once (`bf16_copy`; autocast would cast the weights again on every call,
+which costs more than it saves on CPU). Elsewhere on CPU it keeps float32 networks and replaces the hypernetwork's
+big matrices by int8 copies (`int8_products`):
 
 The shared hypernet's w2 (512 MiB) and the 1x1 output layers (510 MiB together) are streamed from memory on every
 iteration, and on CPU that streaming, not arithmetic, is their cost. Fast mode quantises them once to int8 with one
@@ -11,11 +11,10 @@ scale per output row (PyTorch's dynamic-quantisation kernels: activations are qu
 packed copies beside the model. Inference only: the copies are rebuilt when the weights change in place, and they
 do not take part in autograd.
 
-Packing is a cost of the first fast inversion in a process, and fbgemm's prepack runs on one core: packed whole, one
-matrix after the other, the ten matrices took 7.4 s on a 2-core AVX2 EPYC (FFHQ 1024). They are packed in parts
-of at most PACK_PART_BYTES of float32 rows, spread over the torch threads, and quantised in the weights' own layout a
-chunk at a time: 3.7-4.0 s there, and the transient float32 copies are a chunk per thread instead of a transposed
-copy of the whole 512 MiB w2. A product is its parts' outputs side by side: the same numbers as one packed matrix
+Packing is a cost of the first fast inversion in a process, and fbgemm's prepack runs on one core, so the matrices
+are packed in parts of at most PACK_PART_BYTES of float32 rows spread over the torch threads, each quantised in the
+weight's own layout a chunk at a time (the transient float32 copies are a chunk per thread instead of a transposed
+copy of the whole w2). A product is its parts' outputs side by side: the same numbers as one packed matrix
 (quantisation is per row, activations are quantised per call).
 """
 from __future__ import annotations
@@ -30,23 +29,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .hypernetwork import HyperNetwork, Product, RefinementBlock
+from ..hypernetwork import HyperNetwork, RefinementBlock
+
+Product = Callable[[torch.Tensor], torch.Tensor]     # [B, in] -> [B, out]: a weight matrix applied
 
 # Packed copies per hypernetwork module; weak so that dropping a model frees its copies too.
 _CACHE: "weakref.WeakKeyDictionary[HyperNetwork, Int8Products]" = weakref.WeakKeyDictionary()
 # bf16 copies per module, with the weight versions they were made from.
 _BF16: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int], ...], nn.Module]]" = (
     weakref.WeakKeyDictionary())
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 convolutions and products are fast on `device`: CUDA GPUs with bf16 support, CPUs whose oneDNN
-    has native bf16 (AVX-512 BF16 or AMX). On other CPUs bf16 is emulated and many times slower than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
 
 
 def bf16_copy(module: nn.Module) -> nn.Module:
@@ -76,12 +67,6 @@ def _module_versions(module: nn.Module) -> tuple[tuple[int, int], ...]:
     return tuple((t.data_ptr(), t._version) for t in chain(module.parameters(), module.buffers()))
 
 
-def int8_supported(device: torch.device) -> bool:
-    """PyTorch's dynamic int8 linear runs on CPUs with the fbgemm (x86) or qnnpack (ARM) engine."""
-    engines = torch.backends.quantized.supported_engines
-    return device.type == "cpu" and any(e in engines for e in ("fbgemm", "x86", "qnnpack"))
-
-
 class Int8Products:
     """int8 copies of a hypernetwork's big matrices, packed once (see the module docstring)."""
 
@@ -91,7 +76,7 @@ class Int8Products:
             _SHARED: (shared.w2.detach().t(), shared.b2.detach())}
         for name, block in zip(hypernet.layer_names, hypernet.refinement_blocks):
             if isinstance(block, RefinementBlock):
-                conv: nn.Conv2d = block.output[-1]
+                conv: nn.Conv2d = block.output_layer
                 weight = conv.weight.detach().view(conv.weight.shape[0], conv.weight.shape[1])
                 matrices[name] = (weight, None if conv.bias is None else conv.bias.detach())
         products = pack_linears(matrices)
@@ -107,8 +92,8 @@ class Int8Products:
 
 
 def int8_products(hypernet: HyperNetwork) -> Int8Products:
-    """The cached int8 copies of `hypernet`: built on first use (FFHQ 1024: 3.7-4.0 s on 2 cores, +0.26 GiB),
-    rebuilt if the weights changed."""
+    """The cached int8 copies of `hypernet`: built on first use (seconds for FFHQ models), rebuilt if the weights
+    changed."""
     cached = _CACHE.get(hypernet)
     if cached is None or cached.versions != _weight_versions(hypernet):
         cached = Int8Products(hypernet)
@@ -120,14 +105,14 @@ def _weight_versions(hypernet: HyperNetwork) -> tuple[tuple[int, int], ...]:
     """(storage pointer, in-place version counter) of every packed weight: changes when they are replaced or edited."""
     tensors = [hypernet.shared_weight_hypernet.w2, hypernet.shared_weight_hypernet.b2]
     tensors += [p for block in hypernet.refinement_blocks if isinstance(block, RefinementBlock)
-                for p in block.output[-1].parameters()]
+                for p in block.output_layer.parameters()]
     return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
 _SHARED = "shared_w2"           # w2's key beside the output layers' (generator names: conv1, convs.N, ...)
-PACK_PART_BYTES = 256 * 2 ** 20     # float32 rows per packed part: w2 in two parts, one per thread
+PACK_PART_BYTES = 256 * 2 ** 20     # float32 rows per packed part: w2 in two parts (more parts multiply kernel calls)
 QUANTISE_CHUNK_BYTES = 32 * 2 ** 20  # float32 rows copied and quantised at a time within a part
-PACK_WORKERS_MAX = 4                # each worker holds up to ~0.22 GiB while packing (its part twice, a chunk thrice)
+PACK_WORKERS_MAX = 4                # each worker holds its part twice and a chunk thrice while it packs
 
 
 def pack_linears(matrices: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
@@ -140,7 +125,7 @@ def pack_linears(matrices: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
     Every matrix is cut into parts of at most `part_bytes` of float32 rows, each quantised `chunk_bytes` at a time;
     the parts of all matrices are packed on `workers` threads (default: torch's thread count, at most
     PACK_WORKERS_MAX), since fbgemm's prepack runs on one core. A product of two parts calls the int8 kernel twice,
-    about as fast as one call (w2 at batch 1: 10-13 ms either way; in eight parts 17 ms).
+    about as fast as one call.
     """
     tasks: list[tuple[str, int, int]] = []              # (key, first row, end row) of every part
     for key, (weight, _) in matrices.items():

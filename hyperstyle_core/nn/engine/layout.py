@@ -3,10 +3,8 @@
 Why: on CPU, oneDNN runs a conv whose input or weight is channels-last with its direct NHWC kernels and keeps the
 output channels-last, so activations are never reordered to and from its blocked layout around each conv. A
 channels-last weight alone is enough to turn a whole encoder channels-last; a channels-last input with plain weights
-is not, since PyTorch then copies every weight into channels-last on every call. Measured on the 2-core AVX2 CPU
-(issue 14), passes of both layouts interleaved in one process (medians of 7): the W-encoder's pass 0.636 -> 0.555
-s, the hypernetwork's 0.745 -> 0.721 s; values within 2e-6 (another summation order). On CUDA the plain layout
-stays (stylegan2.feature_memory_format measured why).
+is not, since PyTorch then copies every weight into channels-last on every call. The plan
+(`InferencePlan.conv_weight_format`) says which layout a device gets; loading applies it.
 
 Inference only: training puts the plain layout back (train.coach), because oneDNN's AVX2 kernel for a 1x1 conv's
 weight gradient crashed the process on channels-last activations (torch 2.14.1, the hypernetwork's downsample convs).
@@ -23,11 +21,6 @@ from torch import nn
 
 # Reads the state-dict tensor `key` from its file straight into a channels-last tensor; None when it cannot.
 ChannelsLastReader = Callable[[str, torch.Tensor], "torch.Tensor | None"]
-
-
-def inference_weight_format(device: torch.device) -> torch.memory_format:
-    """channels_last for inference conv weights on CPU, contiguous (NCHW) on CUDA and MPS."""
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
 def spatial_convs(model: nn.Module) -> Iterator[tuple[str, nn.Conv2d]]:

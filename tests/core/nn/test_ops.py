@@ -1,4 +1,4 @@
-"""Ops: FIR filtering against a direct definition, fast modulated conv against the per-sample reference."""
+"""nn.ops: FIR filtering against a direct definition, the grouped modulated conv against the per-sample loop."""
 from __future__ import annotations
 
 import itertools
