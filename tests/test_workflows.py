@@ -20,7 +20,7 @@ from PIL import Image
 from conftest import REPO, SHARED  # noqa: E402
 from hyperstyle_core.io.registry import GROUPS, expand_names
 
-TEMPLATES = REPO / "example_workflows"        # ComfyUI's template folder for custom node packs
+TEMPLATES = REPO / "workflows"        # ComfyUI's template folder for custom node packs (the design card's)
 WORKFLOWS = sorted(TEMPLATES.glob("*.json"))
 WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING"}
 VIRTUAL_TYPES = {"Note", "MarkdownNote"}      # frontend-only nodes: never sent to the server
@@ -268,15 +268,15 @@ def test_the_workflow_files_are_what_the_builder_writes(pack):
 
 def test_templates_are_listed_once():
     """ComfyUI serves a pack's templates from each of these folders; a second copy would list every one twice."""
-    for folder in ("example", "examples", "workflow", "workflows"):
-        assert not list((REPO / folder).glob("*.json")), f"{folder}/ holds workflows: keep them in example_workflows/"
+    for folder in ("example", "examples", "workflow", "example_workflows"):
+        assert not list((REPO / folder).glob("*.json")), f"{folder}/ holds workflows: keep them in workflows/"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_every_template_has_a_readable_thumbnail(path):
     """The template browser asks for <name>.jpg beside each workflow (a 404 gives a placeholder)."""
     thumb = path.with_suffix(".jpg")
-    assert thumb.is_file(), f"{thumb.name} missing: python tools/build_workflows.py --thumbnails SHOTS"
+    assert thumb.is_file(), f"{thumb.name} missing: python tools/workflow_pictures.py SHOTS"
     with Image.open(thumb) as im:
         assert im.format == "JPEG" and 320 <= im.width <= 1024 and 200 <= im.height <= 768
     assert thumb.stat().st_size < 150_000

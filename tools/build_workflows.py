@@ -1,8 +1,8 @@
-"""Writes the example workflows in example_workflows/ (ComfyUI's template folder) from compact descriptions.
+"""Writes the example workflows in workflows/ (ComfyUI's template folder) from compact descriptions.
 
-    python tools/build_workflows.py                      # the workflow .json files
-    python tools/build_workflows.py --thumbnails SHOTS   # also <name>.jpg beside each and the README's docs/*.jpg,
-                                                         # from comfy_accept.py --browser --screenshots SHOTS
+    python tools/build_workflows.py                  # the workflow .json files
+    python tools/workflow_pictures.py SHOTS          # then their thumbnails and the README's docs/*.jpg, from
+                                                     # comfy_accept.py --browser --screenshots SHOTS
 
 Each node is Node(id, type, widget values, {input name: (source id, source slot)}, title). Widget values follow the
 order the ComfyUI frontend builds from INPUT_TYPES (required, then optional; LoadImage adds its 'upload' widget
@@ -19,10 +19,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "example_workflows"
+OUT_DIR = REPO / "workflows"
 PACK_MODULE = "hyperstyle_pack"             # the name tests/conftest.py imports the pack under
 
 # ComfyUI core nodes the workflows use: socket inputs (in INPUT_TYPES order) and outputs.
@@ -378,75 +377,12 @@ WORKFLOWS = {"hyperstyle_invert_edit.json": invert_edit, "hyperstyle_toonify.jso
              "hyperstyle_folder.json": folder}
 
 
-# ------------------------------------------------------------------------------------------------ thumbnails
-THUMBNAIL_WIDTH = 512
-DOCS_DIR = REPO / "docs"
-README_SHOTS = ("hyperstyle_invert_edit", "hyperstyle_toonify", "hyperstyle_edit_sweep")
-FIT_MARGIN = 0.75          # the frontend's fit-view: zoom = 0.75 x canvas / node bounds, centred
-
-
-def graph_box(workflow: dict, screen: tuple[int, int], margin: int = 24) -> tuple[int, int, int, int]:
-    """Where fit-view puts the graph in a screenshot of the given size (the nodes' bounds, title bars included,
-    scaled and centred as the frontend's fitView does), plus a margin that takes in the group frames."""
-    rects = [(n["pos"][0], n["pos"][1] - TITLE_H, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
-             for n in workflow["nodes"]]
-    width = max(r[2] for r in rects) - min(r[0] for r in rects)
-    height = max(r[3] for r in rects) - min(r[1] for r in rects)
-    zoom = min(FIT_MARGIN * screen[0] / width, FIT_MARGIN * screen[1] / height)
-    half_w, half_h = zoom * width / 2 + margin, zoom * height / 2 + margin
-    cx, cy = screen[0] / 2, screen[1] / 2
-    return (max(0, int(cx - half_w)), max(0, int(cy - half_h)), min(screen[0], int(cx + half_w)),
-            min(screen[1], int(cy + half_h)))
-
-
-def thumbnail(screenshot: Path, workflow: dict, out: Path, width: int = THUMBNAIL_WIDTH) -> None:
-    """A template-browser thumbnail: the graph cut out of a fit-view screenshot (the frontend shows it whole)."""
-    with Image.open(screenshot) as shot:
-        graph = shot.convert("RGB").crop(graph_box(workflow, shot.size))
-    graph.thumbnail((width, width), Image.LANCZOS)
-    graph.save(out, "JPEG", quality=85, optimize=True)
-
-
-def readme_screenshot(screenshot: Path, out: Path, max_bytes: int = 300_000) -> None:
-    """A README picture: the whole fit-view screenshot as JPEG, quality lowered until it is under max_bytes."""
-    with Image.open(screenshot) as shot:
-        picture = shot.convert("RGB")
-    for quality in (85, 75, 65, 55):
-        picture.save(out, "JPEG", quality=quality, optimize=True)
-        if out.stat().st_size <= max_bytes:
-            return
-    raise ValueError(f"{out} stays over {max_bytes} bytes at JPEG quality 55; use a smaller screenshot")
-
-
-def write_pictures(shots: Path) -> None:
-    """From comfy_accept's <name>_done.png (fit-view after the run, outputs shown): <name>.jpg beside each workflow
-    (the template browser's thumbnail) and the README's docs/workflow_<short>.jpg."""
-    for name in WORKFLOWS:
-        stem = Path(name).stem
-        shot = shots / f"{stem}_done.png"
-        if not shot.is_file():
-            raise FileNotFoundError(f"{shot} not found: run comfy_accept.py --browser --screenshots {shots} on the "
-                                    f"workflows in {OUT_DIR} first")
-        thumbnail(shot, json.loads((OUT_DIR / name).read_text()), OUT_DIR / f"{stem}.jpg")
-        print("wrote", OUT_DIR / f"{stem}.jpg")
-        if stem in README_SHOTS:
-            out = DOCS_DIR / f"workflow_{stem.removeprefix('hyperstyle_')}.jpg"
-            readme_screenshot(shot, out)
-            print("wrote", out)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--thumbnails", type=Path, default=None,
-                        help="folder of comfy_accept --browser screenshots to make the <name>.jpg thumbnails and the "
-                             "README screenshots from")
-    args = parser.parse_args(argv)
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     OUT_DIR.mkdir(exist_ok=True)
     for name, make in WORKFLOWS.items():
         (OUT_DIR / name).write_text(json.dumps(make(), indent=1) + "\n")
         print("wrote", OUT_DIR / name)
-    if args.thumbnails:
-        write_pictures(args.thumbnails)
 
 
 if __name__ == "__main__":
