@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import struct
 import zlib
@@ -26,11 +27,13 @@ import torch
 from PIL import Image, ImageFilter
 
 from conftest import SHARED
-from hyperstyle_core.cli.main import main as cli_main
+from hyperstyle_core.cli import main as cli_main
 from hyperstyle_core.metrics import (Evaluation, ImagePair, evaluate_folders, evaluate_pairs, evaluate_run,
                                      format_summary, load_metric_networks, ms_ssim, pair_folders, pair_run,
                                      parse_metrics, score_pair, summarise, write_reports)
 from hyperstyle_core.metrics.images import read_metric_image
+
+log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
 REFS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "official_metrics.json").read_text())
 PHOTOS = SHARED / "data" / "photos"
@@ -91,7 +94,7 @@ def test_scores_equal_the_official_scripts(evaluation):
     for name, theirs in REFS["scores"].items():
         for metric, value in theirs.items():
             errors[metric] = max(errors[metric], abs(evaluation.scores[name][metric] - value))
-    print("\nmax abs error per metric vs official:", {m: f"{e:.1e}" for m, e in errors.items()})
+    log.info("max abs error per metric vs official: %s", {m: f"{e:.1e}" for m, e in errors.items()})
     assert max(errors.values()) <= TOL, errors
     for metric, theirs in REFS["summary"].items():
         ours = evaluation.summary[metric]

@@ -14,7 +14,7 @@ from conftest import REPO
 from PIL import Image
 from safetensors.torch import load_file
 
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
 from hyperstyle_core.io.folders import InputFile
 from hyperstyle_core.run.input_list import input_list_groups
 from hyperstyle_core.run.naming import assign_output_stems
@@ -193,7 +193,7 @@ def test_without_ray_the_engine_says_how_to_install_it(tiny, tmp_path, capsys, m
 
 
 def test_importing_the_package_and_the_engine_does_not_import_ray():
-    code = ("import sys, hyperstyle_core, hyperstyle_core.cli.main, hyperstyle_core.run.ray_engine; "
+    code = ("import sys, hyperstyle_core, hyperstyle_core.cli.commands, hyperstyle_core.run.ray_engine; "
             "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 

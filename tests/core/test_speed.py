@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 
 import pytest
@@ -15,6 +16,8 @@ from hyperstyle_core.nn.hypernetwork import (RefinementBlock, SharedWeightsHyper
 from hyperstyle_core.nn import stylegan2
 from hyperstyle_core.nn.stylegan2 import Generator
 from hyperstyle_core.testing import make_tiny_models, tiny_generator, tiny_generator_config
+
+log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -412,7 +415,7 @@ def test_inplace_accumulation_leaves_the_deltas_given_to_callbacks_alone():
     assert not torch.equal(copies[2]["conv1"], copies[3]["conv1"])
 
 
-def test_fast_mode_renders_previews_and_stays_close_to_exact(capsys):
+def test_fast_mode_renders_previews_and_stays_close_to_exact():
     """fast=True on a 512-px model: previews at 256 px, a full final render, quality cost printed (not timed)."""
     hs, we = make_tiny_models(seed=5, size=512, divisor=32)
     images = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -425,9 +428,8 @@ def test_fast_mode_renders_previews_and_stays_close_to_exact(capsys):
         exact.images[0][:, :, ::2, ::2].sub(exact.images[0][:, :, 1::2, 1::2]).abs().mean()
     diff = (quick.final - exact.final).abs()
     psnr = _psnr(quick.final, exact.final)
-    with capsys.disabled():
-        print(f"\nfast vs exact (tiny 512 model, 3 iterations): max {diff.max():.4f} mean {diff.mean():.5f} "
-              f"PSNR {psnr:.1f} dB")
+    log.info("fast vs exact (tiny 512 model, 3 iterations): max %.4f mean %.5f PSNR %.1f dB", diff.max(),
+             diff.mean(), psnr)
     assert psnr > 20 and not torch.equal(quick.final, exact.final)
 
 
@@ -480,7 +482,8 @@ def test_cli_invert_fast_flag_and_allocator_setting(tmp_path, monkeypatch):
     """`hyperstyle invert --fast` reaches invert(fast=True); the CLI (not the library) sets the allocator up."""
     from conftest import SHARED
     from hyperstyle_core.testing import write_tiny_models
-    cli_main = importlib.import_module("hyperstyle_core.cli.main")
+    from hyperstyle_core.cli import main
+    cli_main = importlib.import_module("hyperstyle_core.cli.commands")
 
     models = tmp_path / "models"
     write_tiny_models(models)
@@ -490,8 +493,8 @@ def test_cli_invert_fast_flag_and_allocator_setting(tmp_path, monkeypatch):
     monkeypatch.setattr(cli_main, "invert", lambda *a, **k: modes.append(k.get("fast")) or real_invert(*a, **k))
     photo = SHARED / "data" / "photos" / "aligned_affleck.jpg"
     for flags in ([], ["--fast"]):
-        code = cli_main.main(["invert", str(photo), "--models", str(models), "--out", str(tmp_path / "out"),
-                              "--iterations", "1", "--device", "cpu", *flags])
+        code = main(["invert", str(photo), "--models", str(models), "--out", str(tmp_path / "out"),
+                     "--iterations", "1", "--device", "cpu", *flags])
         assert code == 0 and (tmp_path / "out" / "aligned_affleck_inversion.png").exists()
     assert modes == [False, True] and calls == ["allocator", "allocator"]
 
