@@ -48,7 +48,7 @@ from ..run.manifest import RunSummary
 from ..run.models import missing_model_message
 from ..run.options import RunOptions
 from ..run.ray_engine import RayOptions, run_folder_on_ray
-from ..run.runner import run_folder
+from ..run.runner import OnRecord, run_folder
 from ..run.steps import DELTAS_TORCH_DTYPES
 from .bench import main as bench_main
 from .parser import program_name
@@ -156,7 +156,7 @@ def _stopped_line(summary: RunSummary | None, manifest: Path) -> str:
             f"{printable(str(manifest))}")
 
 
-def _run_on_engine(inputs: list[str], output: Path, options: RunOptions, on_record, quiet: bool,
+def _run_on_engine(inputs: list[str], output: Path, options: RunOptions, on_record: OnRecord, quiet: bool,
                    ray_options: RayOptions | None = None, input_list: str | None = None) -> RunSummary:
     """On Ray actors with `ray_options` (`run --engine ray`: run.ray_engine), otherwise in-process."""
     if ray_options is not None:

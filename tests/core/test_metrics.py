@@ -29,8 +29,8 @@ from PIL import Image, ImageFilter
 from conftest import SHARED
 from hyperstyle_core.cli import main as cli_main
 from hyperstyle_core.metrics import (Evaluation, ImagePair, evaluate_folders, evaluate_pairs, evaluate_run,
-                                     format_summary, load_metric_networks, ms_ssim, pair_folders, pair_run,
-                                     parse_metrics, score_pair, summarise, write_reports)
+                                     format_summary, load_metric_network_files, load_metric_networks, ms_ssim,
+                                     pair_folders, pair_run, parse_metrics, score_pair, summarise, write_reports)
 from hyperstyle_core.metrics.images import read_metric_image
 
 log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
@@ -264,6 +264,23 @@ def test_absent_networks_are_refused_with_the_download_command(tmp_path):
     assert "the id metric needs the face-identity network (IR-SE50, ID loss), model_ir_se50.safetensors" in message
     nets = load_metric_networks(["l2", "ms_ssim"], tmp_path)       # left out: nothing needed
     assert nets.lpips is None and nets.id is None
+
+
+def test_networks_from_single_files_score_as_those_from_a_folder(metric_models, parity_images):
+    """load_metric_network_files (what HyperStyle Compare loads with) gives the networks load_metric_networks
+    finds in a models folder (here under the names a hand conversion of the official files gives)."""
+    files = {"lpips_network": metric_models / "alexnet-owt-7be5be79.safetensors",
+             "lpips_layers": metric_models / "alex.safetensors",
+             "id_network": metric_models / "model_ir_se50.safetensors"}
+    pred, gt = parity_images
+    x, y = read_metric_image(pred / "bezos.png"), read_metric_image(gt / "bezos.png")
+    from_files = score_pair(x, y, ["lpips", "id"], load_metric_network_files(**files))
+    assert from_files == score_pair(x, y, ["lpips", "id"], load_metric_networks(["lpips", "id"], metric_models))
+    only_id = load_metric_network_files(id_network=files["id_network"])
+    assert only_id.lpips is None and only_id.id is not None
+    with pytest.raises(ValueError, match=r"^LPIPS needs two files and only lpips_network was given; give "
+                                         r"lpips_layers too \(lpips_alex.safetensors\), or neither$"):
+        load_metric_network_files(lpips_network=files["lpips_network"])
 
 
 # ------------------------------------------------------------------------------------------------ reports, CLI
