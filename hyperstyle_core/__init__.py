@@ -35,6 +35,9 @@ _EXPORTS: dict[str, str] = {
     "HyperStyleModel": "nn.networks", "WEncoderModel": "nn.networks", "ReStyleE4EModel": "nn.networks",
     "Generator": "nn.stylegan2", "GeneratorConfig": "nn.stylegan2",
     "run_folder": "run.runner", "RunOptions": "run.options", "OutputFolderError": "run.manifest",
+    # folders of pictures: listing them, reading them as one batch, saving a batch under the input names
+    "list_folder": "io.folders", "printable": "io.folders", "read_image_batch": "io.images", "FIT_MODES": "io.images",
+    "DEFAULT_MAX_PIXELS": "io.images", "DEFAULT_MAX_BATCH_PIXELS": "io.images", "named_png_files": "io.run_folder",
 }
 # the package's own modules, reachable as attributes (`hyperstyle_core.nn`) as when everything was imported eagerly
 _SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "devices"})

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .io.checkpoints import save_model
+from .io.convert import convert
 from .nn.hypernetwork import HyperNetConfig
 from .nn.networks import HyperStyleModel, InputSpec, WEncoderModel
 from .nn.stylegan2 import Generator, GeneratorConfig
@@ -57,8 +58,6 @@ def tiny_generator(seed: int = 0, size: int = 64, divisor: int = 16) -> Generato
 def write_tiny_run_models(folder: str | Path, transfers: dict[str, int] | None = None) -> Path:
     """A tiny models folder for the folder runner: `write_tiny_models`, age and smile directions (written as official
     .pt files and converted, as a user's would be) and one tiny generator per `transfers` entry (name -> seed)."""
-    from .io.convert import convert
-
     folder = Path(folder)
     write_tiny_models(folder)
     for name, seed in (transfers if transfers is not None else {"toonify": 3}).items():

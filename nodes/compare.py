@@ -7,11 +7,9 @@ import math
 
 import torch
 
-from ..hyperstyle_core.io.checkpoints import DEFAULT_FILES, KIND_TITLES
-from ..hyperstyle_core.metrics.evaluate import evaluate_tensors, format_scores, format_summary
-from ..hyperstyle_core.metrics.images import pixels_to_metric_input
-from ..hyperstyle_core.metrics.scores import METRICS, MetricNetworks
-from ..hyperstyle_core.train.losses import LOSS_NETWORK_SOURCES, IDLoss, LPIPSLoss
+from ..hyperstyle_core.metrics import (METRICS, NETWORK_FILE_ARGUMENTS, MetricNetworks, evaluate_tensors,
+                                       format_scores, format_summary, load_metric_network_files,
+                                       pixels_to_metric_input)
 from . import _comfy
 from ._files import picker
 from ._images import to_rgb
@@ -20,23 +18,31 @@ from .loaders import load_cached
 log = logging.getLogger("hyperstyle.nodes")
 
 NODE = "HyperStyle Compare"
-# input name -> (model kind, the metric switch that needs it)
-NETWORK_INPUTS = {"lpips_network": ("alexnet", "use_lpips"), "lpips_layers": ("lpips_alex_lin", "use_lpips"),
-                  "id_network": ("ir_se50", "use_id")}
+# The network inputs are the keyword arguments of load_metric_network_files (NETWORK_FILE_ARGUMENTS says which
+# metric needs each); a metric's switch is use_<metric>.
 
 
-def _network_problem(name: object, kind: str, switch: str) -> str | None:
-    """Why the file picked for `kind` cannot be used (absent, or a name leaving the model folders), or None."""
-    metric = switch.removeprefix("use_")
-    get = (f"get it with `hyperstyle download {LOSS_NETWORK_SOURCES[kind][0]} --models ComfyUI/models/hyperstyle`, "
-           f"refresh the page and pick it, or set {switch} to false")
-    if not isinstance(name, str) or not name:
-        return (f"{NODE}: the {metric} metric needs the {KIND_TITLES[kind]} ({DEFAULT_FILES[kind]}) and none is "
-                f"picked; {get}")
+def _network_problem(input_name: str, picked: object) -> str | None:
+    """Why the file picked for a network input cannot be used (absent, or a name leaving the model folders), or
+    None."""
+    metric, network = NETWORK_FILE_ARGUMENTS[input_name]
+    get = (f"get it with `hyperstyle download {network.download} --models ComfyUI/models/hyperstyle`, refresh the "
+           f"page and pick it, or set use_{metric} to false")
+    if not isinstance(picked, str) or not picked:
+        return f"{NODE}: the {metric} metric needs the {network.title} ({network.file}) and none is picked; {get}"
     try:
-        _comfy.resolve_model_path(name)
+        _comfy.resolve_model_path(picked)
     except (ValueError, FileNotFoundError) as e:
-        return f"{NODE}: {e} The {metric} metric needs the {KIND_TITLES[kind]}; {get}"
+        return f"{NODE}: {e} The {metric} metric needs the {network.title}; {get}"
+    return None
+
+
+def _first_problem(switches: dict[str, bool], picked: dict[str, object]) -> str | None:
+    """The first network input that a switched-on metric needs and that cannot be used, said for the user."""
+    for input_name, (metric, _) in NETWORK_FILE_ARGUMENTS.items():
+        problem = _network_problem(input_name, picked[input_name]) if switches[metric] else None
+        if problem:
+            return problem
     return None
 
 
@@ -86,25 +92,17 @@ class HyperStyleCompare:
     def VALIDATE_INPUTS(cls, use_lpips=True, use_id=True, lpips_network=None, lpips_layers=None, id_network=None):
         # Replaces ComfyUI's check against the lists (which may be empty before a download) with one that says how
         # to get the files; switched-off metrics need none.
-        switches = {"use_lpips": use_lpips, "use_id": use_id}
         picked = {"lpips_network": lpips_network, "lpips_layers": lpips_layers, "id_network": id_network}
-        for name, (kind, switch) in NETWORK_INPUTS.items():
-            problem = _network_problem(picked[name], kind, switch) if switches[switch] else None
-            if problem:
-                return problem
-        return True
+        return _first_problem({"lpips": use_lpips, "id": use_id}, picked) or True
 
     def _networks(self, use_lpips: bool, use_id: bool, picked: dict[str, object]) -> MetricNetworks:
-        switches = {"use_lpips": use_lpips, "use_id": use_id}
-        for name, (kind, switch) in NETWORK_INPUTS.items():
-            problem = _network_problem(picked[name], kind, switch) if switches[switch] else None
-            if problem:
-                raise FileNotFoundError(problem)
-        device = _comfy.torch_device()
-        lpips = LPIPSLoss(load_cached(picked["lpips_network"], "alexnet"),
-                          load_cached(picked["lpips_layers"], "lpips_alex_lin")).to(device) if use_lpips else None
-        identity = IDLoss(load_cached(picked["id_network"], "ir_se50")).to(device) if use_id else None
-        return MetricNetworks(lpips=lpips, id=identity)
+        switches = {"lpips": use_lpips, "id": use_id}
+        problem = _first_problem(switches, picked)
+        if problem:
+            raise FileNotFoundError(problem)
+        wanted = {name: picked[name] for name, (metric, _) in NETWORK_FILE_ARGUMENTS.items() if switches[metric]}
+        # load_cached reuses the networks a previous run of the graph loaded (and resolves the picked names)
+        return load_metric_network_files(**wanted, device=_comfy.torch_device(), load_network=load_cached)
 
     def execute(self, images, reference, use_lpips=True, use_id=True, lpips_network=None, lpips_layers=None,
                 id_network=None):

@@ -5,9 +5,8 @@ import hashlib
 import logging
 from pathlib import Path
 
-from ..hyperstyle_core.io.folders import list_folder, printable
-from ..hyperstyle_core.io.images import DEFAULT_MAX_BATCH_PIXELS, DEFAULT_MAX_PIXELS, FIT_MODES, read_image_batch
-from ..hyperstyle_core.run.naming import named_png_files
+from ..hyperstyle_core import (DEFAULT_MAX_BATCH_PIXELS, DEFAULT_MAX_PIXELS, FIT_MODES, list_folder, named_png_files,
+                               printable, read_image_batch)
 from . import _comfy
 from ._images import save_png_with_metadata, to_rgb
 

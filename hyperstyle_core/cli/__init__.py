@@ -1,10 +1,7 @@
 """The `hyperstyle` command line (also `python -m hyperstyle_core`).
 
 `main` parses with the torch-free parser (cli/parser.py), so `--help`, `SUB --help` and argument errors answer at
-once, and only then imports the command implementations (cli/main.py, which imports torch).
-
-Note: importing the sub-module `hyperstyle_core.cli.main` rebinds the package attribute `main` to that module (the
-import system does so); use `from hyperstyle_core.cli.main import main` in code that imports the implementation.
+once, and only then imports the command implementations (cli/commands.py, which imports torch).
 """
 from __future__ import annotations
 
@@ -27,9 +24,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = prog or program_name()
     # The implementation imports torch (seconds): import it only once the arguments are known to be good.
-    implementation = f"{__name__}.main"
+    implementation = f"{__name__}.commands"
     if argv and argv[0] == "bench":     # the benchmark parses its own arguments, here too before importing torch
         build_bench_parser(f"{prog} bench", default_recipe()).parse_args(argv[1:])     # --help, bad arguments end here
-        return importlib.import_module(implementation).main(argv, prog)
+        return importlib.import_module(implementation).run_bench(argv[1:], prog)
     args = build_parser(prog).parse_args(argv)
     return importlib.import_module(implementation).run_command(args)

@@ -52,7 +52,7 @@ def _cmd_styleclip_stats(args) -> int:
 
 def _cmd_styleclip_directions(args) -> int:
     generator = load(args.generator, args.device, expect="stylegan2")
-    clip_model = sc.load_clip(args.clip, device=generator.input.input.device)
+    clip_model = sc.load_clip(args.clip, device=generator.device)
     with tqdm(total=1, unit="batch", desc="fs3") as bar:
         def progress(done, total):
             bar.total = total
@@ -77,7 +77,7 @@ def _encode_folder(folder: Path, hs, we) -> tuple[list, list[str]]:
     files = list_folder(folder, IMAGE_PATTERN)
     if not files:
         raise ValueError(f"{folder} has no images ({IMAGE_PATTERN})")
-    param = hs.generator.input.input
+    generator = hs.generator
     for f in files:
         try:
             x = pil_to_input(open_rgb(f), hs.input_spec.height, hs.input_spec.width)
@@ -85,7 +85,7 @@ def _encode_folder(folder: Path, hs, we) -> tuple[list, list[str]]:
             skipped.append(f"{f.name}: {e}")
             continue
         with torch.no_grad():
-            latents.append(w_encode(we, x.to(param.device, param.dtype), hs.latent_avg).cpu())
+            latents.append(w_encode(we, x.to(generator.device, generator.dtype), hs.latent_avg).cpu())
     return latents, skipped
 
 

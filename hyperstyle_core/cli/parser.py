@@ -1,11 +1,12 @@
 """Argument parsers of every sub-command, kept free of torch / numpy / PIL / tqdm.
 
-`hyperstyle --help`, `hyperstyle SUB --help` and argument errors are answered from here alone, in a fraction of a
-second; the command functions (cli/main.py, cli/editing.py) are imported only when a parsed command runs, through
-the `Command` each sub-parser stores as `func`.
+`hyperstyle --help`, `hyperstyle SUB --help` and argument errors are answered from here alone, at once; the
+command functions (cli/commands.py, cli/editing.py, ...) are imported only when a parsed command runs, through the
+`Command` each sub-parser stores as `func`.
 
 To add a flag to a folder command, add it in `_add_run` / `_add_edit` / `_add_transfer` (or in the shared
-`_folder_options`, `_align_flags`, `_edit_flags`, `_transfer_flags` when several commands take it).
+`_folder_options`, `_align_flags`, `_edit_flags`, `_transfer_flags` when several commands take it), and read it in
+that command's builder of cli/run_options.py.
 """
 from __future__ import annotations
 
@@ -31,15 +32,15 @@ FAST_HELP = ("fast mode: 256-px intermediate renders and int8 hypernetwork weigh
 @dataclass(frozen=True)
 class Command:
     """A sub-command's function, imported only when the command runs (parsing never imports torch)."""
-    module: str       # absolute module name, e.g. hyperstyle_core.cli.main
+    module: str       # absolute module name, e.g. hyperstyle_core.cli.commands
     function: str     # its function taking the parsed arguments and returning an exit code
 
     def __call__(self, args: argparse.Namespace) -> int:
         return getattr(importlib.import_module(self.module), self.function)(args)
 
 
-def _main_command(function: str) -> Command:
-    return Command(f"{__package__}.main", function)
+def _command(function: str) -> Command:
+    return Command(f"{__package__}.commands", function)
 
 
 def _editing_command(function: str) -> Command:
@@ -144,7 +145,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", default=None, help="output folder (default: beside the source)")
     c.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=True,
                    help="replace an existing .safetensors (default yes)")
-    c.set_defaults(func=_main_command("_cmd_convert"))
+    c.set_defaults(func=_command("_cmd_convert"))
 
 
 def _add_invert(sub: argparse._SubParsersAction) -> None:
@@ -160,7 +161,7 @@ def _add_invert(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--dtype", default=None, help="float32 (default), float16 or bfloat16 (GPU only)")
     i.add_argument("--fast", action="store_true", help=FAST_HELP)
     _save_deltas_flag(i)
-    i.set_defaults(func=_main_command("_cmd_invert"))
+    i.set_defaults(func=_command("_cmd_invert"))
 
 
 def _save_deltas_flag(q: argparse.ArgumentParser) -> None:
@@ -189,7 +190,7 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--retries", type=int, default=3, help="resume attempts after a dropped connection (default 3)")
     d.add_argument("--list", action="store_true", help="list the known checkpoints, groups and their web pages")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
-    d.set_defaults(func=_main_command("_cmd_download"))
+    d.set_defaults(func=_command("_cmd_download"))
 
 
 # ------------------------------------------------------------------------------------ folder commands (runner)
@@ -259,7 +260,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="write _latent and _deltas .safetensors (default yes; needed by edit/transfer later)")
     _save_deltas_flag(r)
     _engine_flags(r)
-    r.set_defaults(func=_main_command("_cmd_run"))
+    r.set_defaults(func=_command("_cmd_run"))
 
 
 def _engine_flags(q: argparse.ArgumentParser) -> None:
@@ -280,7 +281,7 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("align", help="FFHQ-align the faces in photos (dlib): <name>_aligned.png + _alignment.json")
     a.add_argument("inputs", nargs="+", help="photos or folders")
     _folder_options(a, models=False)
-    a.set_defaults(func=_main_command("_cmd_align"))
+    a.set_defaults(func=_command("_cmd_align"))
 
 
 def _add_edit(sub: argparse._SubParsersAction) -> None:
@@ -292,7 +293,7 @@ def _add_edit(sub: argparse._SubParsersAction) -> None:
     _folder_options(e)
     _align_flags(e)
     _edit_flags(e, required=True)
-    e.set_defaults(func=_main_command("_cmd_edit"))
+    e.set_defaults(func=_command("_cmd_edit"))
 
 
 def _add_transfer(sub: argparse._SubParsersAction) -> None:
@@ -303,7 +304,7 @@ def _add_transfer(sub: argparse._SubParsersAction) -> None:
     _folder_options(t)
     _align_flags(t)
     _transfer_flags(t, required=True)
-    t.set_defaults(func=_main_command("_cmd_transfer"))
+    t.set_defaults(func=_command("_cmd_transfer"))
 
 
 # ------------------------------------------------------------------------------- editing suite (cli/editing.py)

@@ -18,9 +18,7 @@ from PIL import Image
 
 from ..io.folders import IMAGE_PATTERN, escape_undecodable, list_folder
 from ..io.images import DEFAULT_MAX_PIXELS, pil_to_input, read_rgb
-from ..run.manifest import read_manifest
-from ..run.naming import is_plain_name
-from ..run.options import MANIFEST_NAME
+from ..io.run_folder import MANIFEST_NAME, ManifestRecord, is_plain_name, read_manifest
 
 __all__ = ["METRIC_SIZE", "ImagePair", "Pairing", "pair_folders", "pair_run", "read_metric_image",
            "pixels_to_metric_input"]
@@ -85,7 +83,7 @@ def pair_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> Pair
     return pairing
 
 
-def _run_pair(record: dict, run_dir: Path) -> ImagePair | str:
+def _run_pair(record: ManifestRecord, run_dir: Path) -> ImagePair | str:
     """The pair of one manifest record, or why it has none."""
     if record.get("status") != "ok":
         return f"the run recorded it as {record.get('status')}: {record.get('reason') or record.get('code')}"

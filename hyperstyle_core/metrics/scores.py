@@ -1,7 +1,7 @@
 """Per-image scores as the official evaluation scripts compute them, on [1, 3, 256, 256] images in [-1, 1].
 
 - l2: torch.nn.MSELoss (scripts/calc_losses_on_images.py).
-- lpips: LPIPS v0.1 AlexNet (criteria/lpips), the training LPIPSLoss on one image.
+- lpips: LPIPS v0.1 AlexNet (criteria/lpips), nn.perceptual.LPIPSLoss (the training loss's term) on one image.
 - ms_ssim: criteria/ms_ssim.py:msssim (from jorge-pessoa/pytorch-msssim) on the same [-1, 1] tensors the official
   script passes: 11x11 Gaussian window (sigma 1.5, no padding), five scales with weights (0.0448, 0.2856, 0.3001,
   0.2363, 0.1333), 2x2 average pooling between scales, and its dynamic range read from the prediction at each
@@ -17,17 +17,18 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from ..io.checkpoints import DEFAULT_FILES, KIND_TITLES
-from ..train.losses import (LOSS_NETWORK_SOURCES, TERM_NETWORKS, IDLoss, LossWeights, LPIPSLoss, find_loss_networks,
-                            load_losses)
+from ..io.checkpoints import load
+from ..io.loss_network_files import LOSS_NETWORK_FILES, MEASURE_NETWORKS, LossNetworkFile, find_loss_network
+from ..nn.perceptual import IDLoss, LPIPSLoss
 
-__all__ = ["METRICS", "NETWORK_METRICS", "parse_metrics", "l2_score", "ms_ssim", "MetricNetworks",
-           "load_metric_networks", "score_pair", "is_missing"]
+__all__ = ["METRICS", "NETWORK_METRICS", "NETWORK_FILE_ARGUMENTS", "parse_metrics", "l2_score", "ms_ssim",
+           "MetricNetworks", "load_metric_networks", "load_metric_network_files", "score_pair", "is_missing"]
 
 METRICS = ("l2", "lpips", "id", "ms_ssim")          # reports list the metrics in this order
 NETWORK_METRICS = ("lpips", "id")                   # metrics that need loss-network files
@@ -121,14 +122,20 @@ class MetricNetworks:
     id: IDLoss | None = None
 
 
-def _metric_weights(metric: str) -> LossWeights:
-    return LossWeights(l2=1.0, lpips=1.0 if metric == "lpips" else 0.0, id=1.0 if metric == "id" else 0.0)
+# The keyword arguments of `load_metric_network_files` -> (the metric that needs the file, what the file is: its
+# kind, title, converted name and `hyperstyle download` name, for messages that say how to get it)
+NETWORK_FILE_ARGUMENTS: dict[str, tuple[str, LossNetworkFile]] = {
+    "lpips_network": ("lpips", LOSS_NETWORK_FILES["alexnet"]),
+    "lpips_layers": ("lpips", LOSS_NETWORK_FILES["lpips_alex_lin"]),
+    "id_network": ("id", LOSS_NETWORK_FILES["ir_se50"])}
+# (file, kind) -> the network; `file` is whatever the loader understands (a path for io.checkpoints.load)
+NetworkLoader = Callable[[Any, str], nn.Module]
 
 
 def _missing_message(missing: dict[str, list[str]], folder: Path, metrics: tuple[str, ...]) -> str:
-    lines = [f"  - the {metric} metric needs the {KIND_TITLES[kind]}, {DEFAULT_FILES[kind]}"
+    lines = [f"  - the {metric} metric needs the {LOSS_NETWORK_FILES[kind].title}, {LOSS_NETWORK_FILES[kind].file}"
              for metric, kinds in missing.items() for kind in kinds]
-    names = " ".join(dict.fromkeys(LOSS_NETWORK_SOURCES[kind][0] for kinds in missing.values() for kind in kinds))
+    names = " ".join(dict.fromkeys(LOSS_NETWORK_FILES[kind].download for kinds in missing.values() for kind in kinds))
     rest = ",".join(m for m in metrics if m not in missing) or "l2,ms_ssim"
     return (f"metric networks are not in {folder}:\n" + "\n".join(lines) + "\n"
             f"Get them with `hyperstyle download {names} --models {folder}`, or leave those metrics out: "
@@ -137,26 +144,57 @@ def _missing_message(missing: dict[str, list[str]], folder: Path, metrics: tuple
 
 def load_metric_networks(metrics: Iterable[str], models_dir: str | os.PathLike,
                          device: str | torch.device = "cpu") -> MetricNetworks:
-    """Load the networks the chosen metrics need from converted files in `models_dir` (see DEFAULT_FILES).
+    """Load the networks the chosen metrics need from converted files in `models_dir` (their `hyperstyle download`
+    names, io.loss_network_files).
 
     Raises:
         FileNotFoundError listing every absent file with the `hyperstyle download` command that gets it and the
         --metrics that leaves those metrics out; ValueError for a file of the wrong kind.
     """
     metrics, folder = parse_metrics(metrics), Path(models_dir)
-    missing: dict[str, list[str]] = {}
-    for metric in (m for m in metrics if m in NETWORK_METRICS):
-        try:
-            find_loss_networks(_metric_weights(metric), folder)
-        except FileNotFoundError:
-            needed = TERM_NETWORKS[metric]
-            missing[metric] = [k for k in needed if not any((folder / n).is_file() for n in
-                                                            (DEFAULT_FILES[k], *LOSS_NETWORK_SOURCES[k][2]))]
+    found = {kind: find_loss_network(kind, folder)
+             for metric in metrics if metric in NETWORK_METRICS for kind in MEASURE_NETWORKS[metric]}
+    missing = {metric: [kind for kind in MEASURE_NETWORKS[metric] if found[kind] is None]
+               for metric in metrics if metric in NETWORK_METRICS}
+    missing = {metric: kinds for metric, kinds in missing.items() if kinds}
     if missing:
         raise FileNotFoundError(_missing_message(missing, folder, metrics))
-    wanted = LossWeights(l2=1.0, lpips=float("lpips" in metrics), id=float("id" in metrics))
-    losses = load_losses(wanted, folder, device=device)
-    return MetricNetworks(lpips=losses.lpips, id=losses.id_loss)
+    return load_metric_network_files(**{argument: found.get(entry.kind)
+                                        for argument, (_, entry) in NETWORK_FILE_ARGUMENTS.items()}, device=device)
+
+
+def load_metric_network_files(lpips_network: Any = None, lpips_layers: Any = None, id_network: Any = None,
+                              device: str | torch.device = "cpu", load_network: NetworkLoader | None = None
+                              ) -> MetricNetworks:
+    """The metric networks from single files: LPIPS from its two files, ID from its one; a metric whose files are
+    not given is left out (None).
+
+    Args:
+        lpips_network: the LPIPS AlexNet features (alexnet.safetensors), with `lpips_layers`.
+        lpips_layers: the LPIPS linear layers (lpips_alex.safetensors), with `lpips_network`.
+        id_network: the ArcFace IR-SE50 (model_ir_se50.safetensors).
+        device: where the networks run.
+        load_network: (file, kind) -> network; default: `io.checkpoints.load(file, device, float32, expect=kind)`.
+            A caller with a cache of loaded models passes its own (the files are then what it understands).
+    Raises:
+        ValueError when only one of the two LPIPS files is given, or a file is of the wrong kind;
+        FileNotFoundError for a file that is not there.
+    """
+    if (lpips_network is None) != (lpips_layers is None):
+        given, absent = ("lpips_network", "lpips_layers") if lpips_layers is None else ("lpips_layers",
+                                                                                        "lpips_network")
+        raise ValueError(f"LPIPS needs two files and only {given} was given; give {absent} too "
+                         f"({NETWORK_FILE_ARGUMENTS[absent][1].file}), or neither")
+
+    def read(file: Any, kind: str) -> nn.Module:
+        if load_network is not None:
+            return load_network(file, kind)
+        return load(file, device=device, dtype=torch.float32, expect=kind)
+
+    lpips = None if lpips_network is None else LPIPSLoss(read(lpips_network, "alexnet"),
+                                                         read(lpips_layers, "lpips_alex_lin")).to(device)
+    identity = None if id_network is None else IDLoss(read(id_network, "ir_se50")).to(device)
+    return MetricNetworks(lpips=lpips, id=identity)
 
 
 @torch.no_grad()

@@ -1,9 +1,10 @@
 """The run's records in the output folder: the append-only manifest, the folder lock and the summary.
 
 Every input file gets a line in `OUTPUT/manifest.jsonl` after its outputs are complete; the last line per file
-wins. `output_lock` keeps a second run out of the folder while one is writing. Records are valid JSON text: file
-names are written with `escape_undecodable` (bad\\xff.png), and `record_key` gives the name a file is recorded
-under. A folder that cannot be written (permissions, read-only, full disk) raises `OutputFolderError`.
+wins (`read_manifest`: the folder's format lives in io.run_folder, shared with its readers). `output_lock` keeps
+a second run out of the folder while one is writing. Records are valid JSON text: file names are written with
+`escape_undecodable` (bad\\xff.png), and `record_key` gives the name a file is recorded under. A folder that
+cannot be written (permissions, read-only, full disk) raises `OutputFolderError`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..io.folders import escape_undecodable
-from .options import LOCK_NAME
+from ..io.run_folder import LOCK_NAME, ManifestRecord, read_manifest
 
 try:
     import fcntl    # POSIX only: on Windows the output folder is not locked (one run per folder is the user's job)
@@ -68,24 +69,6 @@ def valid_text(value: object) -> object:
     return value
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
-    """Last record per file of a manifest. Lines that do not parse (a torn last line, anything planted) are
-    ignored: the manifest is data, and its `out` names are checked again before use (`run.naming`)."""
-    path = Path(path)
-    last: dict[str, dict] = {}
-    if not path.is_file():
-        return last
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError):    # bad JSON, a 5000-digit number, [[[[... nested too deep
-                continue
-            if isinstance(record, dict) and isinstance(record.get("file"), str):
-                last[record["file"]] = record
-    return last
-
-
 def _open_no_follow(path: Path, flags: int) -> int:
     """os.open(path, flags | O_CREAT) that refuses a symbolic link: a link planted in the output folder would
     otherwise send our appends to wherever it points."""
@@ -116,7 +99,7 @@ class Manifest:
         except OSError as e:
             raise output_folder_error(path.parent, f"opening {path.name}", e) from None
 
-    def append(self, record: dict) -> None:
+    def append(self, record: ManifestRecord) -> None:
         try:
             self._file.write((json.dumps(valid_text(record), ensure_ascii=False) + "\n").encode("utf-8"))
             self._file.flush()

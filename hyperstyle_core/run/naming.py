@@ -7,30 +7,20 @@ A.jpg and a.jpg on a case-insensitive disk) are all named `<stem>_<extension>` (
 a name recorded by an earlier run is kept if it is a plain name (`is_plain_name`: the manifest is data, and a
 recorded `../x` or `/x` must not move outputs out of the output folder). Undecodable bytes of an input name
 become `_xNN` in its outputs' names (bad\\xff.png -> bad_xff_inversion.png), so every output name is valid text.
+The stem rule itself (`unique_stems`, `named_png_files`) and `is_plain_name` belong to the folder format
+(io.run_folder), which readers of a run's folder share.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path, PurePath
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Sequence
 
-from ..io.folders import LATENT_SUFFIX, InputFile, escape_undecodable
+from ..io.folders import LATENT_SUFFIX, InputFile
+from ..io.run_folder import clashing_stems, is_plain_name, name_candidates, named_png_files, text_stem, unique_stems
 from .options import RunOptions, edit_labels, transfer_label
 
 __all__ = ["output_names", "output_kinds", "transfer_label", "assign_output_stems", "unique_stems", "named_png_files",
            "is_plain_name"]
-
-_SEPARATORS = {"/", "\\"} if os.name == "nt" else {"/"}
-
-
-def is_plain_name(name: object) -> bool:
-    """Whether `name` can only name a file directly inside a folder: valid non-empty text, no folder separator,
-    drive or NUL, not "." or "..". Output names read back from a manifest are used only if they are."""
-    if not isinstance(name, str) or name in ("", ".", "..") or "\0" in name:
-        return False
-    if any(sep in name for sep in _SEPARATORS) or PurePath(name).name != name or PurePath(name).anchor:
-        return False
-    return escape_undecodable(name) == name
 
 
 def output_kinds(out: str, options: RunOptions, latent_input: bool = False,
@@ -82,13 +72,7 @@ def output_names(out: str, options: RunOptions, latent_input: bool = False, past
 
 def _stem_of(item: InputFile) -> str:
     name = item.path.name
-    return _text_stem(name[:-len(LATENT_SUFFIX)] if item.is_latent else Path(name).stem)
-
-
-def _text_stem(stem: str) -> str:
-    """Undecodable bytes (lone surrogates) -> _xNN: output names, and the manifest naming them, stay valid text."""
-    escaped = escape_undecodable(stem)
-    return stem if escaped == stem else escaped.replace("\\", "_")
+    return text_stem(name[:-len(LATENT_SUFFIX)] if item.is_latent else Path(name).stem)
 
 
 def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
@@ -114,7 +98,7 @@ def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
         claimed.update(names(item, out))
         result[item.key] = out
 
-    clashing = _clashing_stems([_stem_of(item) for item in items])
+    clashing = clashing_stems([_stem_of(item) for item in items])
     for item in items:
         out = previous.get(item.key)
         if is_plain_name(out) and fits(item, out):
@@ -122,60 +106,5 @@ def assign_output_stems(items: Sequence[InputFile], options: RunOptions,
     for item in items:
         if item.key not in result:
             ext = "latent" if item.is_latent else item.path.suffix
-            claim(item, next(c for c in _name_candidates(_stem_of(item), ext, clashing) if fits(item, c)))
+            claim(item, next(c for c in name_candidates(_stem_of(item), ext, clashing) if fits(item, c)))
     return result
-
-
-def _clashing_stems(stems: Sequence[str]) -> set[str]:
-    """Lower-cased stems that more than one name has."""
-    counts: dict[str, int] = {}
-    for stem in stems:
-        counts[stem.lower()] = counts.get(stem.lower(), 0) + 1
-    return {stem for stem, n in counts.items() if n > 1}
-
-
-def _name_candidates(stem: str, suffix: str, clashing: set[str]) -> Iterator[str]:
-    """stem (when no other name shares it), then stem_ext, stem_ext_2, stem_ext_3, ..."""
-    stem = stem or "image"
-    if stem.lower() not in clashing:
-        yield stem
-    ext = suffix.lstrip(".").lower()
-    base = f"{stem}_{ext}" if ext else stem
-    yield base
-    n = 2
-    while True:
-        yield f"{base}_{n}"
-        n += 1
-
-
-def unique_stems(names: Sequence[str]) -> list[str]:
-    """File names -> distinct stems by the rule `run_folder` uses: a.jpg, a.png, b.jpg -> a_jpg, a_png, b."""
-    paths = [Path(Path(n).name) for n in names]
-    stems = [_text_stem(p.stem) for p in paths]
-    clashing = _clashing_stems(stems)
-    taken: set[str] = set()
-    out = []
-    for p, stem in zip(paths, stems):
-        stem = next(c for c in _name_candidates(stem, p.suffix, clashing) if c.lower() not in taken)
-        taken.add(stem.lower())
-        out.append(stem)
-    return out
-
-
-def named_png_files(names: Sequence[str], n_images: int, suffix: str = "") -> list[str]:
-    """PNG file names for `n_images` images saved under input file names: photo.jpg -> photo<suffix>.png.
-
-    With k images per name (an edit sweep) they are photo<suffix>_01.png .. _k; clashing stems get
-    `unique_stems`' treatment (a.jpg, a.png -> a_jpg, a_png). Raises ValueError for a count that does not divide.
-    """
-    if not names:
-        raise ValueError("no file names given")
-    if any(c in suffix for c in "/\\:"):
-        raise ValueError(f"suffix {suffix!r} must not contain / \\ or :")
-    if n_images % len(names):
-        raise ValueError(f"{n_images} images for {len(names)} names; give one image per name (or the same number "
-                         f"per name, e.g. from an edit sweep)")
-    per_name = n_images // len(names)
-    stems = unique_stems(list(names))
-    return [stems[k // per_name] + suffix + (f"_{k % per_name + 1:02d}" if per_name > 1 else "") + ".png"
-            for k in range(n_images)]

@@ -11,14 +11,12 @@ import numpy as np
 
 from ..io.folders import LATENT_SUFFIX
 from ..io.images import DEFAULT_MAX_PIXELS, MIN_IMAGE_SIDE
+from ..io.run_folder import LOCK_NAME, MANIFEST_NAME, SUMMARY_NAME
 
 __all__ = ["Edit", "parse_edits", "edit_labels", "transfer_label", "RunOptions", "PRODUCTS", "RESERVED_LABELS",
            "SKIP_CODES", "LATENT_SUFFIX", "MANIFEST_NAME", "SUMMARY_NAME", "LOCK_NAME", "DEFAULT_MAX_PIXELS",
            "MIN_SIDE", "DELTAS_DTYPES"]
 
-MANIFEST_NAME = "manifest.jsonl"
-SUMMARY_NAME = "summary.json"
-LOCK_NAME = ".hyperstyle_run.lock"
 MIN_SIDE = MIN_IMAGE_SIDE     # release-0.1 name, still reached as hyperstyle_core.batch.MIN_SIDE
 PRODUCTS = ("aligned", "alignment", "inversion", "pasted", "edits", "transfers", "latent", "deltas")
 RESERVED_LABELS = {"aligned", "alignment", "inversion", "pasted", "latent", "deltas"}
@@ -88,8 +86,8 @@ class RunOptions:
         iterations: HyperStyle refinement iterations (official 5).
         fast: invert in fast mode (`inversion.refine`: 256-px intermediate renders, int8 hypernetwork matrices on
             CPU); False (default) follows the official code.
-        batch_size: images inverted together; None: 1 on CPU (measured faster there: 12.4 s vs 16.4 s per image at
-            1024 on 2 cores), 4 on a GPU.
+        batch_size: images inverted together; None: `run.worker.default_batch_size` (1 on CPU, where one at a
+            time is fastest, 4 on a GPU).
         edits: InterFaceGAN edits (`parse_edits`).
         transfers: generator files for domain adaptation (path, or a name in `models`).
         transfer_latent: "restyle" (official recipe: ReStyle-e4e W+ codes) or "w" (the W-encoder codes).

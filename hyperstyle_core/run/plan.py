@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io.folders import LATENT_SUFFIX, InputFile
-from .manifest import RunSummary, read_manifest, record_key
+from ..io.run_folder import LOCK_NAME, MANIFEST_NAME, SUMMARY_NAME, ManifestRecord, is_plain_name, read_manifest
+from .manifest import RunSummary, record_key
 from .models import ModelFiles
-from .naming import assign_output_stems, is_plain_name, output_kinds
-from .options import LOCK_NAME, MANIFEST_NAME, SUMMARY_NAME, RunOptions
+from .naming import assign_output_stems, output_kinds
+from .options import RunOptions
 from .state import FileKeys, file_keys, file_stat_identity
+from .work import Mode
 
 __all__ = ["FilePlan", "RunPlanner", "deletable_outputs"]
 
@@ -41,7 +43,7 @@ class FilePlan:
     keys: FileKeys
     kinds: dict[str, tuple[str, str | None]]
     todo: set[str]
-    mode: str                                   # "invert" or "saved" (see steps.WorkItem)
+    mode: Mode                                  # "invert" or "saved" (see run.work.Mode)
     reuse_alignment: bool = False
     stale: list[str] = field(default_factory=list)      # earlier outputs of managed products not produced now
     carried: dict[str, str] = field(default_factory=dict)   # earlier outputs of other products: name -> kind
@@ -59,7 +61,7 @@ class RunPlanner:
     def __init__(self, items: list[InputFile], output: Path, options: RunOptions, files: ModelFiles,
                  summary: RunSummary):
         self.items, self.output, self.options, self.files, self.summary = items, output, options, files, summary
-        self._run_records: dict[Path, dict[str, dict]] = {}
+        self._run_records: dict[Path, dict[str, ManifestRecord]] = {}
 
     def plan(self) -> list[FilePlan]:
         """The plan of every file that needs work; counts the finished and skipped ones."""
@@ -86,7 +88,7 @@ class RunPlanner:
             pending.append(plan)
         return pending
 
-    def _plan_file(self, item: InputFile, out: str, st: os.stat_result | None, last: dict,
+    def _plan_file(self, item: InputFile, out: str, st: os.stat_result | None, last: ManifestRecord,
                    trust_last: bool) -> FilePlan | None:
         """The plan of one file, None when it is done (every output there with its current key)."""
         opts = self.options
@@ -151,7 +153,7 @@ class RunPlanner:
 
 
 
-def deletable_outputs(record: dict) -> dict[str, str]:
+def deletable_outputs(record: ManifestRecord) -> dict[str, str]:
     """The outputs a record lists that the runner may delete, with their kinds (as recorded, else read from the
     name): plain names `<out>_*` with one of our suffixes (the manifest is data: a planted record cannot make us
     delete anything else)."""

@@ -37,7 +37,8 @@ from .models import ModelFiles, RunModels
 from .options import RunOptions
 from .plan import FilePlan
 from .runner import FolderRunner, OnRecord, run_with
-from .worker import FileResult, FileWorker, default_batch_size, model_needs
+from .work import FileResult
+from .worker import FileWorker, ModelNeeds, default_batch_size, model_needs
 
 __all__ = ["RayOptions", "run_folder_on_ray", "RayFolderRunner", "PlanActor", "RAY_INSTALL", "KILL_ONCE_ENV"]
 
@@ -47,6 +48,7 @@ RAY_INSTALL = "pip install -r requirements-ray.txt"
 # Fault injection for tests: a file whose content is an input's key; the actor about to process that input removes
 # the file and exits at once (os._exit), once across all actors (only one unlink succeeds).
 KILL_ONCE_ENV = "HYPERSTYLE_RAY_KILL_ONCE"
+FATAL = "fatal"         # the key of an actor's answer that stops the run (the output folder cannot be written)
 
 
 @dataclass
@@ -167,13 +169,14 @@ class RayFolderRunner(FolderRunner):
         rows_back = results.iter_rows()
         try:
             for row in rows_back:
-                result = json.loads(row["result"])
-                if "fatal" in result:       # the output folder cannot be written: stop, as the embedded engine
-                    raise OutputFolderError(result["fatal"])
+                sent = json.loads(row["result"])
+                if FATAL in sent:       # the output folder cannot be written: stop, as the embedded engine
+                    raise OutputFolderError(sent[FATAL])
+                result = FileResult.from_dict(sent)
                 if started is None:
                     # Processing began when the first file was fed, its models loaded (as the embedded engine
                     # counts): actor start-up and model loading stay out of images/s.
-                    started = time.perf_counter() - result["timings"].get("total", 0.0)
+                    started = time.perf_counter() - result.timings.get("total", 0.0)
                 yield result
         finally:
             close = getattr(rows_back, "close", None)
@@ -188,9 +191,9 @@ class PlanActor:
     JSON text per file). Its FileWorker is the embedded engine's."""
 
     def __init__(self, plans: list[FilePlan], options: RunOptions, output: str, files: ModelFiles,
-                 needs: dict[str, bool], restyle_latents: dict[Path, torch.Tensor], batch_size: int, threads: int):
+                 needs: ModelNeeds, restyle_latents: dict[Path, torch.Tensor], batch_size: int, threads: int):
         # Ray sets OMP_NUM_THREADS for the actor's CPUs, but a worker process that imported torch before keeps its
-        # old thread count (measured: 1 thread on a 2-CPU actor, half the speed): say it to torch directly.
+        # old thread count (it can stay at one thread on a multi-CPU actor): say it to torch directly.
         torch.set_num_threads(threads)
         keep_freed_memory()     # a process of our own, as the CLI's: reuse freed 1024-px buffers (devices.py)
         models = RunModels(options, files) if options.needs_models else None
@@ -198,17 +201,19 @@ class PlanActor:
         self.worker.load_models(needs)
         self.plans = plans
 
-    def __call__(self, batch):
+    def __call__(self, batch) -> dict[str, list[str]]:
+        """batch["plan"]: plan positions -> {"result": one JSON text per file (`FileResult.to_dict`), then
+        {FATAL: message} if the output folder could not be written}."""
         plans: list[FilePlan] = [self.plans[int(index)] for index in batch["plan"]]
-        results: list[dict] = []
+        sent: list[dict] = []
         try:
             for plan in plans:
                 _kill_if_asked(plan)
-                results += self.worker.feed(plan)
-            results += self.worker.flush()
+                sent += [result.to_dict() for result in self.worker.feed(plan)]
+            sent += [result.to_dict() for result in self.worker.flush()]
         except OutputFolderError as e:
-            results.append({"fatal": str(e)})
-        return {"result": [json.dumps(r) for r in results]}
+            sent.append({FATAL: str(e)})
+        return {"result": [json.dumps(r) for r in sent]}
 
 
 def _kill_if_asked(plan: FilePlan) -> None:

@@ -14,9 +14,10 @@ from ..io.folders import LATENT_SUFFIX, InputFile, printable
 from ..io.formats import LEGACY_VERSION_KEY, TAG_KEY, VERSION_KEY, read_safetensors_header, read_safetensors_metadata
 from ..io.images import ImageReadError, pil_to_input, read_rgb
 from ..io.latents import load_latent_file, save_latent
-from .manifest import output_lock, read_manifest
+from ..io.run_folder import MANIFEST_NAME, read_manifest
+from .manifest import output_lock
 from .models import RESTYLE_DOWNLOAD, RunModels
-from .options import MANIFEST_NAME, RunOptions
+from .options import RunOptions
 from .state import file_stat_identity
 from .steps import RESTYLE_STEPS
 

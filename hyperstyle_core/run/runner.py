@@ -59,19 +59,21 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..io.files import atomic_path
 from ..io.folders import InputFile, collect_inputs, printable
+from ..io.run_folder import MANIFEST_NAME, SUMMARY_NAME, ManifestRecord
 from .input_list import input_list_groups
 from .manifest import Manifest, RunSummary, output_folder_error, output_lock, updated_summary, valid_text
 from .models import ModelFiles, RunModels, resolve_model_files
-from .options import MANIFEST_NAME, SUMMARY_NAME, RunOptions, edit_labels, transfer_label
+from .options import RunOptions, edit_labels, transfer_label
 from .plan import FilePlan, RunPlanner
 from .restyle_latents import complete_restyle_latents, latents_without_restyle, no_restyle_message
-from .worker import FileResult, FileWorker, model_needs
+from .work import FileResult
+from .worker import FileWorker, model_needs
 
 __all__ = ["run_folder", "run_with", "FolderRunner"]
 
 log = logging.getLogger(__name__)
 
-OnRecord = Callable[[dict, RunSummary], None]
+OnRecord = Callable[[ManifestRecord, RunSummary], None]     # (the line just written, the summary so far)
 
 
 def _now() -> str:
@@ -189,7 +191,7 @@ class FolderRunner:
             self._bar.refresh()
         by_key = {plan.file.key: plan for plan in pending}
         for result in self._results(pending):
-            self._record(by_key.pop(result["file"]), result)
+            self._record(by_key.pop(result.file), result)
         if by_key:      # an engine that lost files would leave them unrecorded: say so rather than pass
             raise RuntimeError(f"{len(by_key)} files got no result, e.g. {printable(next(iter(by_key)))}")
 
@@ -217,8 +219,8 @@ class FolderRunner:
     # ------------------------------------------------------------------ recording
     def _record(self, plan: FilePlan, result: FileResult) -> None:
         """The manifest line of a file from its plan and its worker's result; the same for every engine."""
-        status, code, reason = result["status"], result["code"], result["reason"]
-        record = {"file": plan.file.key, "status": status}
+        status, code, reason = result.status, result.code, result.reason
+        record: ManifestRecord = {"file": plan.file.key, "status": status}
         # Outputs of products this run does not manage stay listed with their old keys (the run that owns
         # them checks those); a file that failed keeps none of its own.
         carried = {n: kind for n, kind in plan.carried.items() if (self.output / n).is_file()}
@@ -238,14 +240,14 @@ class FolderRunner:
         else:
             record["code"] = code
             record["reason"] = reason
-        notes = result["notes"] or ([plan.note] if plan.note and status == "ok" else [])
+        notes = list(result.notes) or ([plan.note] if plan.note and status == "ok" else [])
         if notes:
             record["note"] = "; ".join(notes)
         if plan.stat is not None:
             record["size"], record["mtime_ns"] = plan.stat.st_size, plan.stat.st_mtime_ns
         record["align"] = self.options.align
         record["source"] = os.path.abspath(plan.file.path)
-        record["timings"] = dict(result["timings"])
+        record["timings"] = dict(result.timings)
         record["time"] = _now()
         record["run"] = self.run_id
         record = valid_text(record)     # as written: names with undecodable bytes spelled \xNN
@@ -257,11 +259,11 @@ class FolderRunner:
         self._manifest.append(record)
         self._count(plan, result, record)
 
-    def _count(self, plan: FilePlan, result: FileResult, record: dict) -> None:
+    def _count(self, plan: FilePlan, result: FileResult, record: ManifestRecord) -> None:
         s = self.summary
-        status, code = result["status"], result["code"]
+        status, code = result.status, result.code
         setattr(s, status, getattr(s, status) + 1)
-        if status == "ok" and result["mode"] == "saved" and not plan.file.is_latent:
+        if status == "ok" and result.mode == "saved" and not plan.file.is_latent:
             s.reused += 1
         if code:
             s.codes[code] = s.codes.get(code, 0) + 1
@@ -271,7 +273,7 @@ class FolderRunner:
         if self.on_record is not None:
             self.on_record(record, s)
 
-    def _settings(self) -> dict:
+    def _settings(self) -> dict[str, object]:
         """The options that shape the outputs, readable (the keys hold them hashed)."""
         o = self.options
         return {"align": o.align, "align_size": o.align_size, "iterations": o.iterations,

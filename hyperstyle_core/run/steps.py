@@ -5,9 +5,7 @@ models, make that file an error (nothing of it is written)."""
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,64 +19,28 @@ from ..face.info import AlignmentInfo
 from ..face.paste_back import paste_back
 from ..inversion import generate, invert, restyle_e4e_invert
 from ..io.files import atomic_path
-from ..io.folders import IMAGE_SUFFIXES, LATENT_SUFFIX, InputFile
+from ..io.folders import IMAGE_SUFFIXES, LATENT_SUFFIX
 from ..io.images import MIN_IMAGE_SIDE, ImageReadError, pil_to_input, read_rgb, tensor_to_pil, to_unit_range
 from ..io.latents import load_latent_file, save_latent
 from .manifest import record_key
 from .models import RunModels
-from .naming import is_plain_name, output_kinds
+from ..io.run_folder import is_plain_name
+from .naming import output_kinds
 from .options import SKIP_CODES, RunOptions, edit_labels
 from .state import wants_restyle_latent
+from .work import RenderedBatch, Status, WorkItem
 
-__all__ = ["WorkItem", "Skip", "read_image", "read_latent", "read_saved", "render", "write_outputs",
+__all__ = ["WorkItem", "RenderedBatch", "Skip", "read_image", "read_latent", "read_saved", "render", "write_outputs",
            "DELTAS_TORCH_DTYPES", "RESTYLE_STEPS"]
 
 DELTAS_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 RESTYLE_STEPS = 2       # ReStyle-e4e steps of the official domain adaptation
-_PASTED_KINDS = {"pasted", "edit_pasted"}
-
-
-@dataclass
-class WorkItem:
-    """One input on its way through a batch."""
-    file: InputFile
-    out: str
-    stat: os.stat_result | None
-    t_start: float
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    # What the plan (run.runner) decided: the outputs under the current options (name -> (kind, label)), those
-    # to write now (None: all), and where they come from: "invert" (the models) or "saved" (a saved latent and
-    # deltas: a latent input, or a photo whose inversion is still valid).
-    kinds: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    todo: set[str] | None = None
-    mode: str = "invert"
-    reuse_alignment: bool = False         # read the crop and record from <out>_aligned.png / _alignment.json
-    paste_source: Path | None = None      # saved latents: the photo to paste back into (from their run's record)
-    alignment_file: Path | None = None    # saved latents: their run's <out>_alignment.json
-    photo: np.ndarray | None = None       # the upright RGB photo [H, W, 3] uint8 (kept only for paste-back)
-    aligned: object = None                # PIL crop (align) or the picture itself
-    info: object = None                   # AlignmentInfo
-    x: object = None                      # [1, 3, h, w] model input
-    latent: object = None                 # saved latents: [1, n, 512]
-    restyle_latent: object = None
-    deltas: object = None
-    plan: object = None                   # the runner's FilePlan (keys, earlier outputs) for the record
-
-    def wants(self, kind: str, label: str | None = None) -> bool:
-        """Whether an output of `kind` (and `label`, if given) is to be written now."""
-        return any(k == kind and (label is None or lab == label) and (self.todo is None or name in self.todo)
-                   for name, (k, lab) in self.kinds.items())
-
-    @property
-    def wants_paste(self) -> bool:
-        return any(self.wants(kind) for kind in _PASTED_KINDS)
 
 
 class Skip(Exception):
     """A file that is not processed: its manifest `status` ("skipped" or "error"), `code` and `reason`."""
 
-    def __init__(self, status: str, code: str, reason: str):
+    def __init__(self, status: Status, code: str, reason: str):
         super().__init__(reason)
         self.status, self.code, self.reason = status, code, reason
 
@@ -268,13 +230,13 @@ def _restyle_latents(batch: list[WorkItem], opts: RunOptions, models: RunModels)
     return None
 
 
-def render(batch: list[WorkItem], opts: RunOptions, models: RunModels | None) -> dict:
-    """Model work for a batch -> {"final", "latent", "restyle_latent", "deltas", "edits", "transfers"} (CPU).
+def render(batch: list[WorkItem], opts: RunOptions, models: RunModels | None) -> RenderedBatch:
+    """Model work for a batch: its inversions, latents, deltas, edits and transfers (on the CPU).
 
     Items of one batch share their mode: "invert" runs the models on the crops, "saved" starts from the latents
     and deltas read. Only edits and transfers some item of the batch writes now are rendered.
     """
-    out: dict = {}
+    out = RenderedBatch()
     if models is None:      # align only
         return out
     t = time.perf_counter()
@@ -288,18 +250,18 @@ def render(batch: list[WorkItem], opts: RunOptions, models: RunModels | None) ->
         x = torch.cat([it.x for it in batch])
         result = invert(x, models.hs, models.we, opts.iterations, fast=opts.fast)
         latent, deltas = result.latent, result.deltas
-        out["final"] = result.final.float().cpu()
+        out.final = result.final.float().cpu()
         del result
         restyle = None
         if models.restyle is not None and any(needs_restyle(it, opts) for it in batch):
             restyle = restyle_e4e_invert(x, models.restyle, RESTYLE_STEPS).latent
-    out["latent"], out["deltas"] = latent.float().cpu(), deltas.to("cpu", None)
-    out["restyle_latent"] = None if restyle is None else restyle.float().cpu()
+    out.latent, out.deltas = latent.float().cpu(), deltas.to("cpu", None)
+    out.restyle_latent = None if restyle is None else restyle.float().cpu()
     edits = [(label, e) for label, e in zip(edit_labels(opts.edits), opts.edits)
              if "edits" in opts.products and any(it.wants("edit", label) or it.wants("edit_pasted", label)
                                                   for it in batch)]
     if edits:
-        out["edits"] = {label: generate(models.hs.generator, apply_direction(latent, models.directions[e.name],
+        out.edits = {label: generate(models.hs.generator, apply_direction(latent, models.directions[e.name],
                                                                              e.factor), deltas).float().cpu()
                         for label, e in edits}
     transfers = {label: gen for label, gen in models.transfers.items()
@@ -309,27 +271,14 @@ def render(batch: list[WorkItem], opts: RunOptions, models: RunModels | None) ->
         if opts.transfer_latent == "restyle" and restyle is None:
             raise RuntimeError("the ReStyle-e4e latents of this batch are missing")     # read_latent refuses first
         kept = deltas.select(TOONIFY_LAYERS)
-        out["transfers"] = {label: generate(gen, codes, kept).float().cpu() for label, gen in transfers.items()}
+        out.transfers = {label: generate(gen, codes, kept).float().cpu() for label, gen in transfers.items()}
     share = (time.perf_counter() - t) / len(batch)
     for item in batch:
         item.timings["model"] = share
     return out
 
 
-def _row_tensors(rendered: dict, i: int) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-    """Row `i` of every tensor in `rendered` (images, latents, deltas), named for messages."""
-    rows = {}
-    for key in ("final", "latent", "restyle_latent"):
-        if rendered.get(key) is not None:
-            rows["inversion" if key == "final" else key] = rendered[key][i]
-    for group in ("edits", "transfers"):
-        rows.update({label: images[i] for label, images in rendered.get(group, {}).items()})
-    if rendered.get("deltas") is not None:
-        rows["deltas"] = [t[i] for t in rendered["deltas"].values()]
-    return rows
-
-
-def write_outputs(item: WorkItem, i: int, rendered: dict, opts: RunOptions, output: Path) -> list[str]:
+def write_outputs(item: WorkItem, i: int, rendered: RenderedBatch, opts: RunOptions, output: Path) -> list[str]:
     """Write the outputs of `item` that are to be written now (`item.todo`; row `i` of the batch's `rendered`)
     into `output`, each atomically; returns the names written. Raises Skip (before writing anything) when its row
     holds NaN or infinite values."""
@@ -338,7 +287,7 @@ def write_outputs(item: WorkItem, i: int, rendered: dict, opts: RunOptions, outp
     wanted = [name for name in kinds if item.todo is None or name in item.todo]
     if not all(is_plain_name(n) for n in wanted):   # naming guarantees it; outputs never leave `output`
         raise RuntimeError(f"output names {wanted} are not plain file names")
-    _refuse_non_finite(item.file.path.name, "output", _row_tensors(rendered, i))
+    _refuse_non_finite(item.file.path.name, "output", rendered.row(i))
     source = {"source_image": record_key(item.file.key)}
     written: list[str] = []
 
@@ -366,26 +315,26 @@ def write_outputs(item: WorkItem, i: int, rendered: dict, opts: RunOptions, outp
                 tmp.write_text(json.dumps({**source, **item.info.to_dict()}) + "\n")
             written.append(name)
         elif kind == "inversion":
-            save_face(name, rendered["final"][i])
+            save_face(name, rendered.final[i])
         elif kind == "pasted":
-            save_pasted(name, rendered["final"][i])
+            save_pasted(name, rendered.final[i])
         elif kind == "edit":
-            save_face(name, rendered["edits"][label][i])
+            save_face(name, rendered.edits[label][i])
         elif kind == "edit_pasted":
-            save_pasted(name, rendered["edits"][label][i])
+            save_pasted(name, rendered.edits[label][i])
         elif kind == "transfer":
-            save_png(name, tensor_to_pil(rendered["transfers"][label][i]))
+            save_png(name, tensor_to_pil(rendered.transfers[label][i]))
         elif kind == "latent":
             extra = {}
             if wants_restyle_latent(opts):
-                if rendered.get("restyle_latent") is None:
+                if rendered.restyle_latent is None:
                     raise RuntimeError(f"{name}: the ReStyle-e4e latent was not computed")
-                extra["restyle_latent"] = rendered["restyle_latent"][i:i + 1]
-            save_latent(output / name, rendered["latent"][i:i + 1], extra, source)
+                extra["restyle_latent"] = rendered.restyle_latent[i:i + 1]
+            save_latent(output / name, rendered.latent[i:i + 1], extra, source)
             written.append(name)
         elif kind == "deltas":
             storage = DELTAS_TORCH_DTYPES[opts.stored_deltas_dtype]
-            rendered["deltas"].index(i).save(output / name, source, dtype=storage)
+            rendered.deltas.index(i).save(output / name, source, dtype=storage)
             written.append(name)
     missing = [n for n in wanted if n not in written]
     if missing:     # would make the file look unfinished forever; cannot happen unless the code above is wrong

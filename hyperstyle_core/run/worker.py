@@ -1,16 +1,13 @@
 """The worker side of a folder run, shared by every engine: read and align (stage 1), render and write (stage 2)
-the files a plan (`run.plan`) asks for, and say per file how it went as plain data (a `FileResult` dict).
+the files a plan (`run.plan`) asks for, and say per file how it went as plain data (a `FileResult`, run.work).
 
     worker = FileWorker(options, output, RunModels(options, files))
     worker.load_models(model_needs(plans, options))
     for result in worker.process(plans): ...      # or feed(plan) ... flush(), as the embedded engine streams
 
 The driver (`run.runner.FolderRunner`) turns each result into the file's manifest line; the embedded engine runs
-a FileWorker in its own process, the Ray engine (`run.ray_engine`) one per actor. Results are JSON-able dicts, so
-they travel between processes as they are:
-
-    {"file": key, "status": "ok" | "skipped" | "error", "code": str | None, "reason": str | None,
-     "notes": [str], "timings": {stage: seconds}, "mode": "invert" | "saved", "written": [names]}
+a FileWorker in its own process, the Ray engine (`run.ray_engine`) one per actor, whose results travel back as
+JSON (`FileResult.to_dict` / `from_dict`).
 
 Problems with one file become its result; only a problem of the output folder (`OutputFolderError`) raises.
 """
@@ -18,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -31,32 +29,38 @@ from .manifest import FOLDER_ERRNOS, output_folder_error
 from .models import RunModels
 from .options import RunOptions
 from .plan import FilePlan
-from .steps import CannotReuse, Skip, WorkItem, needs_restyle, read_image, read_latent, read_saved, render, \
-    write_outputs
+from .steps import CannotReuse, Skip, needs_restyle, read_image, read_latent, read_saved, render, write_outputs
+from .work import FileResult, RenderedBatch, Status, WorkItem
 
-__all__ = ["FileWorker", "FileResult", "model_needs", "default_batch_size"]
+__all__ = ["FileWorker", "FileResult", "ModelNeeds", "model_needs", "default_batch_size"]
 
 log = logging.getLogger(__name__)
 
-FileResult = dict     # see the module docstring
+
+@dataclass(frozen=True)
+class ModelNeeds:
+    """What a run's plans need loaded up front (`model_needs`), so that every worker loads it once."""
+    invert: bool = False            # the HyperStyle model and W-encoder (some photo is inverted)
+    edits: bool = False             # the edit directions
+    transfers: bool = False         # the transfer generators
+    detect_faces: bool = False      # dlib's face detector (some photo is aligned)
 
 
-def model_needs(plans: Iterable[FilePlan], options: RunOptions) -> dict[str, bool]:
-    """What the plans need: models (`RunModels.need` keywords) and face detection, so that every worker loads
-    them once, up front."""
-    needs = {"invert": False, "edits": False, "transfers": False, "detect_faces": False}
+def model_needs(plans: Iterable[FilePlan], options: RunOptions) -> ModelNeeds:
+    """What the plans need: models (`RunModels.need` keywords) and face detection."""
+    invert = edits = transfers = detect = False
     for p in plans:
-        needs["invert"] |= p.mode == "invert"
+        invert |= p.mode == "invert"
         todo = [k for n, (k, _) in p.kinds.items() if n in p.todo]
-        needs["edits"] |= "edit" in todo or "edit_pasted" in todo
-        needs["transfers"] |= "transfer" in todo
-        needs["detect_faces"] |= options.align and not p.file.is_latent and not p.reuse_alignment
-    return needs
+        edits |= "edit" in todo or "edit_pasted" in todo
+        transfers |= "transfer" in todo
+        detect |= options.align and not p.file.is_latent and not p.reuse_alignment
+    return ModelNeeds(invert, edits, transfers, detect)
 
 
 def default_batch_size(on_gpu: bool) -> int:
-    """Images rendered together when the options do not say: 1 on CPU (batch 4 gains ~6 % per image there for
-    1.1-1.5 GiB more memory), 4 on a GPU (0.080 against 0.127 s per image on an H200)."""
+    """Images rendered together when the options do not say: 1 on CPU, where a larger batch saves little time per
+    image and costs memory; 4 on a GPU, where a batch keeps the device busy (measured: docs, speed)."""
     return 4 if on_gpu else 1
 
 
@@ -75,13 +79,13 @@ class FileWorker:
         model = m and (m.hs or m.restyle or next(iter(m.transfers.values()), None))
         return model is not None and next(model.parameters()).device.type != "cpu"
 
-    def load_models(self, needs: dict[str, bool]) -> None:
+    def load_models(self, needs: ModelNeeds) -> None:
         """Load what `needs` (`model_needs`) asks for, and check dlib now (one clear error, not one per file)."""
         if self.models is not None:
-            self.models.need(invert=needs["invert"], edits=needs["edits"], transfers=needs["transfers"])
+            self.models.need(invert=needs.invert, edits=needs.edits, transfers=needs.transfers)
             if not self.options.batch_size:
                 self.batch_size = default_batch_size(self._on_gpu())
-        if needs["detect_faces"]:
+        if needs.detect_faces:
             detect_faces(np.zeros((MIN_IMAGE_SIDE, MIN_IMAGE_SIDE, 3), np.uint8))
 
     # ------------------------------------------------------------------ streaming interface
@@ -112,15 +116,15 @@ class FileWorker:
         return self._process(batch) if batch else []
 
     # ------------------------------------------------------------------ results
-    def _result(self, item: WorkItem, status: str, code: str | None = None, reason: str | None = None) -> FileResult:
+    def _result(self, item: WorkItem, status: Status, code: str | None = None,
+                reason: str | None = None) -> FileResult:
         item.timings["total"] = time.perf_counter() - item.t_start
-        result = {"file": item.file.key, "status": status, "code": code, "reason": reason, "notes": list(item.notes),
-                  "timings": {k: round(v, 4) for k, v in item.timings.items()}, "mode": item.mode,
-                  "written": sorted(item.todo or ()) if status == "ok" else []}
+        result = FileResult(item.file.key, status, code, reason, notes=tuple(item.notes),
+                            timings={k: round(v, 4) for k, v in item.timings.items()}, mode=item.mode,
+                            written=tuple(sorted(item.todo or ())) if status == "ok" else ())
         if status != "ok":
             log.debug("%s %s: %s", status, printable(item.file.key), printable(str(reason)))
-        # Free the photo and tensors now: a batch keeps its items until the last one is written.
-        item.photo = item.aligned = item.x = item.latent = item.restyle_latent = item.deltas = None
+        item.free()     # now: a batch keeps its items until the last one is written
         return result
 
     # ------------------------------------------------------------------ stage 1: read, check, align (run.steps)
@@ -169,7 +173,7 @@ class FileWorker:
             return [self._result(batch[0], "error", "failed", f"{type(e).__name__}: {e}")]
         return [self._write(item, i, rendered) for i, item in enumerate(batch)]
 
-    def _write(self, item: WorkItem, i: int, rendered: dict) -> FileResult:
+    def _write(self, item: WorkItem, i: int, rendered: RenderedBatch) -> FileResult:
         try:
             t = time.perf_counter()
             write_outputs(item, i, rendered, self.options, self.output)
@@ -192,4 +196,4 @@ def _work_item(plan: FilePlan) -> WorkItem:
     """Made when the plan is fed: only the batch's items (and their pictures) live."""
     return WorkItem(plan.file, plan.out, plan.stat, time.perf_counter(), kinds=plan.kinds, todo=set(plan.todo),
                     mode=plan.mode, reuse_alignment=plan.reuse_alignment, paste_source=plan.paste_source,
-                    alignment_file=plan.alignment_file, plan=plan)
+                    alignment_file=plan.alignment_file)

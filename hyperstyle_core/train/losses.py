@@ -20,120 +20,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io.checkpoints import DEFAULT_FILES, KIND_TITLES, load
-from ..nn.loss_networks import ARCFACE_SIZE, AlexNetFeatures, IRSE50, LPIPSLinear, MoCoResNet50
+from ..io.checkpoints import load
+from ..io.loss_network_files import LOSS_NETWORK_FILES, MEASURE_NETWORKS, find_loss_network
+from ..nn.perceptual import FACE_SIZE, IDLoss, LPIPSLoss, MocoLoss, SimilarityResult
 
-# LPIPS' input scaling layer (criteria/lpips/networks.py:BaseNet): (x - shift) / scale, x in [-1, 1].
-LPIPS_SHIFT = (-0.030, -0.088, -0.188)
-LPIPS_SCALE = (0.458, 0.448, 0.450)
-LPIPS_EPS = 1e-10                       # criteria/lpips/utils.py:normalize_activation
-FACE_SIZE = 256                         # the ID loss' crop is defined on 256x256 aligned faces
-FACE_CROP = (35, 223, 32, 220)          # rows 35:223, columns 32:220 (criteria/id_loss.py:extract_feats)
-MOCO_SIZE = 224                         # criteria/moco_loss.py: F.interpolate(x, size=224) (nearest)
 CARS_SIZE = (192, 256)                  # calc_loss pools cars images to this size, faces to 256x256
 
-# Loss network kind -> (`hyperstyle download` name, official file, other converted names it is found under).
-LOSS_NETWORK_SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "ir_se50": ("model_ir_se50", "model_ir_se50.pth", ()),
-    "alexnet": ("alexnet", "alexnet-owt-7be5be79.pth", ("alexnet-owt-7be5be79.safetensors",)),
-    "lpips_alex_lin": ("lpips_alex", "alex.pth (LPIPS v0.1)", ("alex.safetensors",)),
-    "moco_v2": ("moco_v2_800ep_pretrain", "moco_v2_800ep_pretrain.pt", ("moco_v2_800ep_pretrain.pth.safetensors",)),
-}
-# Loss term -> the loss networks it needs, and its official option
-TERM_NETWORKS: dict[str, tuple[str, ...]] = {"lpips": ("alexnet", "lpips_alex_lin"), "id": ("ir_se50",),
-                                             "moco": ("moco_v2",)}
+# Loss term -> the loss networks it needs (l2 needs none), and its official option
+TERM_NETWORKS = MEASURE_NETWORKS
 TERM_OPTION = {"l2": "--l2_lambda", "lpips": "--lpips_lambda", "id": "--id_lambda", "moco": "--moco_lambda"}
 
 
+__all__ = ["LossWeights", "LossOutput", "HyperStyleLoss", "l2_loss", "find_loss_networks", "load_losses",
+           "TERM_NETWORKS", "TERM_OPTION", "LPIPSLoss", "IDLoss", "MocoLoss", "SimilarityResult"]
+
+
 # --------------------------------------------------------------------------------------------------- the terms
+# LPIPS, ID and MoCo are the measures of nn.perceptual; L2 is the plain mean squared error.
 
 def l2_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error over every element (F.mse_loss, as calc_loss). [B, 3, H, W] both -> scalar."""
     return F.mse_loss(y_hat, y)
-
-
-class LPIPSLoss(nn.Module):
-    """LPIPS v0.1 with AlexNet (criteria/lpips/lpips.py): per tap, unit-normalise the channels, square the
-    difference, weight the channels (linear layers), average over space; sum over taps and batch, divide by B."""
-
-    def __init__(self, alexnet: AlexNetFeatures, lin: LPIPSLinear):
-        super().__init__()
-        self.alexnet = alexnet.eval().requires_grad_(False)
-        self.lin = lin.eval().requires_grad_(False)
-        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT)[None, :, None, None], persistent=False)
-        self.register_buffer("scale", torch.tensor(LPIPS_SCALE)[None, :, None, None], persistent=False)
-
-    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        taps = self.alexnet((images - self.shift) / self.scale)
-        return [t / (torch.sqrt(torch.sum(t ** 2, dim=1, keepdim=True)) + LPIPS_EPS) for t in taps]
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x, y: [B, 3, H, W] in [-1, 1]. Returns the batch-mean LPIPS distance (scalar)."""
-        diffs = [(fx - fy) ** 2 for fx, fy in zip(self._features(x), self._features(y))]
-        per_tap = [lin(d).mean((2, 3), True) for d, lin in zip(diffs, self.lin.layers())]
-        return torch.sum(torch.cat(per_tap, 0)) / x.shape[0]
-
-
-@dataclass
-class SimilarityResult:
-    """What the official IDLoss / MocoLoss return: (loss, sim_improvement, logs)."""
-    loss: torch.Tensor                      # mean over the batch of 1 - <f(y_hat), f(y)> (scalar, differentiable)
-    improvement: float                      # mean of <f(y_hat), f(y)> - <f(y), f(x)>
-    logs: list[dict[str, float]]            # per sample: diff_target, diff_input, diff_views
-
-
-def _similarity(y_hat_feats: torch.Tensor, y_feats: torch.Tensor, x_feats: torch.Tensor) -> SimilarityResult:
-    """The shared tail of IDLoss.forward and MocoLoss.forward on unit embeddings [B, D]."""
-    y_feats = y_feats.detach()
-    diff_target = (y_hat_feats * y_feats).sum(1)
-    diff_input = (y_hat_feats * x_feats).sum(1)
-    diff_views = (y_feats * x_feats).sum(1)
-    n = y_hat_feats.shape[0]
-    logs = [{"diff_target": float(t), "diff_input": float(i), "diff_views": float(v)}
-            for t, i, v in zip(diff_target.detach(), diff_input.detach(), diff_views.detach())]
-    improvement = sum(log["diff_target"] - log["diff_views"] for log in logs) / n
-    return SimilarityResult((1 - diff_target).sum() / n, improvement, logs)
-
-
-class IDLoss(nn.Module):
-    """ArcFace identity loss (criteria/id_loss.py): crop the face region of 256x256 aligned faces, pool to 112,
-    compare IR-SE50 embeddings."""
-
-    def __init__(self, facenet: IRSE50):
-        super().__init__()
-        self.facenet = facenet.eval().requires_grad_(False)
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, 256, 256] in [-1, 1] -> unit embeddings [B, 512]."""
-        if tuple(images.shape[2:]) != (FACE_SIZE, FACE_SIZE):
-            raise ValueError(f"the ID loss needs {FACE_SIZE}x{FACE_SIZE} aligned faces (its face crop "
-                             f"[35:223, 32:220] is defined on them), got {images.shape[2]}x{images.shape[3]}. "
-                             f"Use the MoCo loss for other domains")
-        top, bottom, left, right = FACE_CROP
-        faces = F.adaptive_avg_pool2d(images[:, :, top:bottom, left:right], (ARCFACE_SIZE, ARCFACE_SIZE))
-        return self.facenet(faces)
-
-    def forward(self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> SimilarityResult:
-        """y_hat (reconstruction), y (target), x (input): [B, 3, 256, 256] in [-1, 1]."""
-        return _similarity(self.embed(y_hat), self.embed(y), self.embed(x))
-
-
-class MocoLoss(nn.Module):
-    """MoCo-v2 feature similarity (criteria/moco_loss.py): nearest-resize to 224x224, ResNet-50 features, unit
-    norm. Unlike the official code, a batch of one works (the official `.squeeze()` drops the batch dimension)."""
-
-    def __init__(self, model: MoCoResNet50):
-        super().__init__()
-        self.model = model.eval().requires_grad_(False)
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in [-1, 1] -> unit features [B, 2048]."""
-        feats = self.model(F.interpolate(images, size=MOCO_SIZE))
-        return F.normalize(feats, dim=1).flatten(1)
-
-    def forward(self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> SimilarityResult:
-        """y_hat (reconstruction), y (target), x (input): [B, 3, H, W] in [-1, 1]."""
-        return _similarity(self.embed(y_hat), self.embed(y), self.embed(x))
 
 
 # ------------------------------------------------------------------------------------------------ the weighted sum
@@ -252,7 +159,8 @@ class HyperStyleLoss(nn.Module):
 def find_loss_networks(weights: LossWeights, models_dir: str | os.PathLike,
                        files: Mapping[str, str | os.PathLike] | None = None) -> dict[str, Path]:
     """The converted file of every loss network the weighted terms need: `files[kind]` when given, else the file in
-    `models_dir` under its default name (DEFAULT_FILES) or the name a hand conversion of the official file gives.
+    `models_dir` under its download name or the name a hand conversion of the official file gives
+    (io.loss_network_files).
 
     Raises:
         FileNotFoundError listing every absent file, the loss that needs it, and the commands that get them.
@@ -262,8 +170,7 @@ def find_loss_networks(weights: LossWeights, models_dir: str | os.PathLike,
     missing: list[tuple[str, str]] = []         # (term, kind)
     for term, kinds in TERM_NETWORKS.items():
         for kind in kinds if getattr(weights, term) > 0 else ():
-            candidates = [folder / name for name in (DEFAULT_FILES[kind], *LOSS_NETWORK_SOURCES[kind][2])]
-            path = Path(files[kind]) if kind in files else next((p for p in candidates if p.is_file()), None)
+            path = Path(files[kind]) if kind in files else find_loss_network(kind, folder)
             if path is None:
                 missing.append((term, kind))
             else:
@@ -274,9 +181,10 @@ def find_loss_networks(weights: LossWeights, models_dir: str | os.PathLike,
 
 
 def _missing_message(weights: LossWeights, folder: Path, missing: list[tuple[str, str]]) -> str:
-    lines = [f"  - the {term} loss ({TERM_OPTION[term]} {getattr(weights, term):g}) needs the {KIND_TITLES[kind]}, "
-             f"{DEFAULT_FILES[kind]} (official file {LOSS_NETWORK_SOURCES[kind][1]})" for term, kind in missing]
-    names = " ".join(dict.fromkeys(LOSS_NETWORK_SOURCES[kind][0] for _, kind in missing))
+    needed = [(term, LOSS_NETWORK_FILES[kind]) for term, kind in missing]
+    lines = [f"  - the {term} loss ({TERM_OPTION[term]} {getattr(weights, term):g}) needs the {entry.title}, "
+             f"{entry.file} (official file {entry.official})" for term, entry in needed]
+    names = " ".join(dict.fromkeys(entry.download for _, entry in needed))
     options = " ".join(dict.fromkeys(f"{TERM_OPTION[term]} 0" for term, _ in missing))
     return (f"training loss networks are not in {folder}:\n" + "\n".join(lines) + "\n"
             f"Get them with `hyperstyle download {names} --models {folder}` (or convert the official files with "
@@ -290,7 +198,7 @@ def load_losses(weights: LossWeights, models_dir: str | os.PathLike, cars: bool 
 
     Args:
         weights: the loss multipliers; every term above 0 must find its network files.
-        models_dir: folder with the converted loss networks (see DEFAULT_FILES).
+        models_dir: folder with the converted loss networks (io.loss_network_files).
         cars: pool to 192x256 (cars) instead of 256x256 before LPIPS / MoCo.
         device: where the networks run.
         files: optional kind -> path overrides ("ir_se50", "alexnet", "lpips_alex_lin", "moco_v2").

@@ -8,6 +8,7 @@ scipy and a hard-coded predictor path); here the padding blur is compared with a
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from hyperstyle_core.face.alignment import align_face, align_image, detect_faces
 from hyperstyle_core.face.batch import align_batch, paste_back_batch
 from hyperstyle_core.face.info import AlignmentInfo
 from hyperstyle_core.face.paste_back import paste_back
+
+log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
 PHOTOS = SHARED / "data" / "photos"
 ALIGNED = sorted(PHOTOS.glob("aligned_*.jpg"))
@@ -69,7 +72,7 @@ def test_realigning_an_aligned_photo_gives_it_back(path):
     size = image.shape[0]
     [(aligned, info)] = align_image(image, output_size=size)
     psnr = _psnr(image, aligned)
-    print(f"re-align {path.name} {size}px: PSNR {psnr:.2f} dB")
+    log.info("re-align %s %dpx: PSNR %.2f dB", path.name, size, psnr)
     assert aligned.shape == (size, size, 3) and aligned.dtype == np.uint8
     assert psnr >= REALIGN_MIN_PSNR
     # An aligned photo is its own FFHQ frame: the quad is the image border (pixel edges at -0.5 and size - 0.5).
@@ -194,7 +197,7 @@ def test_pasting_every_face_back_restores_the_canvas(two_faces):
     assert restored.dtype == np.float32 and restored.shape == canvas.shape
     for (crop, info), (top, left, bottom, right) in zip(results, tiles):
         psnr = _psnr(canvas, restored, _inside(info, 0.1))
-        print(f"paste-back two-face composite, face tile {bottom - top}px: PSNR {psnr:.2f} dB")
+        log.info("paste-back two-face composite, face tile %dpx: PSNR %.2f dB", bottom - top, psnr)
         assert psnr >= PASTE_MIN_PSNR
     touched = np.zeros(canvas.shape[:2], dtype=bool)
     for _, info in results:
@@ -236,7 +239,7 @@ def test_paste_back_round_trip(portrait, size):
     original = portrait.astype(np.float32) / 255
     restored = paste_back(original, crop.astype(np.float32) / 255, info)
     psnr = _psnr(original, restored, _inside(info, 0.1))
-    print(f"paste-back face_image.jpg, {size}px crop: PSNR {psnr:.2f} dB")
+    log.info("paste-back face_image.jpg, %dpx crop: PSNR %.2f dB", size, psnr)
     assert psnr >= PASTE_MIN_PSNR
     outside = ~_inside(info, -0.01)
     assert np.array_equal(restored[outside], original[outside])

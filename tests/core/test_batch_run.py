@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -27,7 +28,9 @@ from hyperstyle_core.run.manifest import read_manifest
 from hyperstyle_core.run.naming import assign_output_stems, output_names, unique_stems
 from hyperstyle_core.run.options import RunOptions, parse_edits
 from hyperstyle_core.run.runner import run_folder
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
+
+log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
 PHOTOS = SHARED / "data" / "photos"
 FACE = PHOTOS / "aligned_bezos.jpg"     # 512x512 aligned portrait: dlib finds it quickly
@@ -310,7 +313,7 @@ def test_memory_stays_flat_over_200_images(tiny, tmp_path):
                          on_record=sample)
     assert summary.ok == 200
     growth = rss[200] - rss[10]
-    print(f"\nRSS after 10 images {rss[10]:.1f} MiB, after 200 {rss[200]:.1f} MiB (growth {growth:+.1f} MiB)")
+    log.info("RSS after 10 images %.1f MiB, after 200 %.1f MiB (growth %+.1f MiB)", rss[10], rss[200], growth)
     # Keeping any per-image result alive (even just the tiny model's 0.33 MB of deltas) would add > 60 MB over the
     # 190 images; allocator noise is a few MB.
     assert growth < 25, rss
@@ -439,7 +442,7 @@ def test_output_names_are_unique_and_stable(tmp_path):
 def test_every_command_is_registered():
     import argparse
 
-    from hyperstyle_core.cli.main import build_parser
+    from hyperstyle_core.cli.parser import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert {"download", "convert", "align", "invert", "edit", "transfer", "run", "bench", "ganspace",
             "animate"} <= set(sub.choices)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import SHARED
 from hyperstyle_core import WeightDeltas, load
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
 
 
 def test_convert_and_invert_a_photo(converted, tmp_path, capsys):

@@ -3,6 +3,7 @@ the package's public names resolve lazily (PEP 562) and stay listed."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ import pytest
 import hyperstyle_core as hs
 from hyperstyle_core.cli import parser as cli_parser
 from hyperstyle_core.io.images import DEFAULT_MAX_PIXELS
+
+log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "numpy", "PIL", "tqdm")
@@ -36,7 +39,7 @@ print("\\nRESULT " + json.dumps({{"code": code, "heavy": heavy}}))
 def _python(*args: str, label: str | None = None) -> subprocess.CompletedProcess:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    print(f"\n{label or ' '.join(args)}: {time.perf_counter() - started:.2f} s", end="")     # measured, not asserted
+    log.info("%s: %.2f s", label or " ".join(args), time.perf_counter() - started)     # measured, not asserted
     return done
 
 
@@ -84,7 +87,7 @@ def test_python_dash_m_names_itself():
 
 
 def test_a_parsed_command_runs_its_implementation(capsys):
-    """The entry point imports cli/main.py once the arguments are good, and the command runs."""
+    """The entry point imports cli/commands.py once the arguments are good, and the command runs."""
     result, out, _ = _entry_point(["download", "--list"])
     assert result["code"] == 0 and "torch" in result["heavy"]
     assert "hyperstyle_ffhq" in out and "groups:" in out

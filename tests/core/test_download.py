@@ -19,7 +19,7 @@ import torch
 from conftest import SHARED
 
 from hyperstyle_core import load, load_direction, read_info
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
 from hyperstyle_core.io import download as download_module
 from hyperstyle_core.io.download import REGISTRY, DownloadError, download, expand_names
 

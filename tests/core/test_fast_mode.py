@@ -1,8 +1,9 @@
-"""Fast mode end to end: previews, bf16 copies or int8 products as the plan says, the quality it costs (printed,
+"""Fast mode end to end: previews, bf16 copies or int8 products as the plan says, the quality it costs (logged,
 not timed), and its switches in the node, the command line and the benchmark."""
 from __future__ import annotations
 
 import importlib
+import logging
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ import torch
 from hyperstyle_core import invert
 from hyperstyle_core.nn.engine import inference, low_precision, plan as plan_module
 from hyperstyle_core.testing import make_tiny_models
+
+log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -35,8 +38,8 @@ def test_inplace_accumulation_leaves_the_deltas_given_to_callbacks_alone():
     assert not torch.equal(copies[2]["conv1"], copies[3]["conv1"])
 
 
-def test_fast_mode_renders_previews_and_stays_close_to_exact(capsys):
-    """fast=True on a 512-px model: previews at 256 px, a full final render, quality cost printed (not timed)."""
+def test_fast_mode_renders_previews_and_stays_close_to_exact():
+    """fast=True on a 512-px model: previews at 256 px, a full final render, quality cost logged (not timed)."""
     hs, we = make_tiny_models(seed=5, size=512, divisor=32)
     images = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1
     seen = []
@@ -48,9 +51,8 @@ def test_fast_mode_renders_previews_and_stays_close_to_exact(capsys):
         exact.images[0][:, :, ::2, ::2].sub(exact.images[0][:, :, 1::2, 1::2]).abs().mean()
     diff = (quick.final - exact.final).abs()
     psnr = _psnr(quick.final, exact.final)
-    with capsys.disabled():
-        print(f"\nfast vs exact (tiny 512 model, 3 iterations): max {diff.max():.4f} mean {diff.mean():.5f} "
-              f"PSNR {psnr:.1f} dB")
+    log.info("fast vs exact (tiny 512 model, 3 iterations): max %.4f mean %.5f PSNR %.1f dB", diff.max(),
+             diff.mean(), psnr)
     assert psnr > 20 and not torch.equal(quick.final, exact.final)
 
 
@@ -104,7 +106,8 @@ def test_cli_invert_fast_flag_and_allocator_setting(tmp_path, monkeypatch):
     """`hyperstyle invert --fast` reaches invert(fast=True); the CLI (not the library) sets the allocator up."""
     from conftest import SHARED
     from hyperstyle_core.testing import write_tiny_models
-    cli_main = importlib.import_module("hyperstyle_core.cli.main")
+    from hyperstyle_core.cli import main
+    cli_main = importlib.import_module("hyperstyle_core.cli.commands")
 
     models = tmp_path / "models"
     write_tiny_models(models)
@@ -114,8 +117,8 @@ def test_cli_invert_fast_flag_and_allocator_setting(tmp_path, monkeypatch):
     monkeypatch.setattr(cli_main, "invert", lambda *a, **k: modes.append(k.get("fast")) or real_invert(*a, **k))
     photo = SHARED / "data" / "photos" / "aligned_affleck.jpg"
     for flags in ([], ["--fast"]):
-        code = cli_main.main(["invert", str(photo), "--models", str(models), "--out", str(tmp_path / "out"),
-                              "--iterations", "1", "--device", "cpu", *flags])
+        code = main(["invert", str(photo), "--models", str(models), "--out", str(tmp_path / "out"),
+                     "--iterations", "1", "--device", "cpu", *flags])
         assert code == 0 and (tmp_path / "out" / "aligned_affleck_inversion.png").exists()
     assert modes == [False, True] and calls == ["allocator", "allocator"]
 

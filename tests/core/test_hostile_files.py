@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hyperstyle_core import GeneratorSignature, WeightDeltas, load, read_info
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
 from hyperstyle_core.editing import styleclip as sc
 from hyperstyle_core.editing.ganspace import load_ganspace
 from hyperstyle_core.editing.styleclip.clip_model import read_clip_state_dict

@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from hyperstyle_core import WeightDeltas
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
 from hyperstyle_core.io.latents import load_latent_file, save_latent
 from hyperstyle_core.run import manifest as manifest_module
 from hyperstyle_core.run import runner as runner_module
@@ -278,7 +278,7 @@ def test_non_finite_inputs_and_outputs_are_errors(tiny, tmp_path, monkeypatch):
         rendered = real_render(batch, opts, models)
         for i, item in enumerate(batch):
             if item.file.key == "a_latent.safetensors":
-                rendered["edits"]["age"][i, :, 0, 0] = float("nan")
+                rendered.edits["age"][i, :, 0, 0] = float("nan")
         return rendered
     monkeypatch.setattr(worker_module, "render", render_a_nan)
     edited = tmp_path / "edited"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import struct
 import zlib
@@ -26,11 +27,13 @@ import torch
 from PIL import Image, ImageFilter
 
 from conftest import SHARED
-from hyperstyle_core.cli.main import main as cli_main
+from hyperstyle_core.cli import main as cli_main
 from hyperstyle_core.metrics import (Evaluation, ImagePair, evaluate_folders, evaluate_pairs, evaluate_run,
-                                     format_summary, load_metric_networks, ms_ssim, pair_folders, pair_run,
-                                     parse_metrics, score_pair, summarise, write_reports)
+                                     format_summary, load_metric_network_files, load_metric_networks, ms_ssim,
+                                     pair_folders, pair_run, parse_metrics, score_pair, summarise, write_reports)
 from hyperstyle_core.metrics.images import read_metric_image
+
+log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
 REFS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "official_metrics.json").read_text())
 PHOTOS = SHARED / "data" / "photos"
@@ -91,7 +94,7 @@ def test_scores_equal_the_official_scripts(evaluation):
     for name, theirs in REFS["scores"].items():
         for metric, value in theirs.items():
             errors[metric] = max(errors[metric], abs(evaluation.scores[name][metric] - value))
-    print("\nmax abs error per metric vs official:", {m: f"{e:.1e}" for m, e in errors.items()})
+    log.info("max abs error per metric vs official: %s", {m: f"{e:.1e}" for m, e in errors.items()})
     assert max(errors.values()) <= TOL, errors
     for metric, theirs in REFS["summary"].items():
         ours = evaluation.summary[metric]
@@ -261,6 +264,23 @@ def test_absent_networks_are_refused_with_the_download_command(tmp_path):
     assert "the id metric needs the face-identity network (IR-SE50, ID loss), model_ir_se50.safetensors" in message
     nets = load_metric_networks(["l2", "ms_ssim"], tmp_path)       # left out: nothing needed
     assert nets.lpips is None and nets.id is None
+
+
+def test_networks_from_single_files_score_as_those_from_a_folder(metric_models, parity_images):
+    """load_metric_network_files (what HyperStyle Compare loads with) gives the networks load_metric_networks
+    finds in a models folder (here under the names a hand conversion of the official files gives)."""
+    files = {"lpips_network": metric_models / "alexnet-owt-7be5be79.safetensors",
+             "lpips_layers": metric_models / "alex.safetensors",
+             "id_network": metric_models / "model_ir_se50.safetensors"}
+    pred, gt = parity_images
+    x, y = read_metric_image(pred / "bezos.png"), read_metric_image(gt / "bezos.png")
+    from_files = score_pair(x, y, ["lpips", "id"], load_metric_network_files(**files))
+    assert from_files == score_pair(x, y, ["lpips", "id"], load_metric_networks(["lpips", "id"], metric_models))
+    only_id = load_metric_network_files(id_network=files["id_network"])
+    assert only_id.lpips is None and only_id.id is not None
+    with pytest.raises(ValueError, match=r"^LPIPS needs two files and only lpips_network was given; give "
+                                         r"lpips_layers too \(lpips_alex.safetensors\), or neither$"):
+        load_metric_network_files(lpips_network=files["lpips_network"])
 
 
 # ------------------------------------------------------------------------------------------------ reports, CLI

@@ -14,13 +14,14 @@ from conftest import REPO
 from PIL import Image
 from safetensors.torch import load_file
 
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
 from hyperstyle_core.io.folders import InputFile
 from hyperstyle_core.run.input_list import input_list_groups
 from hyperstyle_core.run.naming import assign_output_stems
 from hyperstyle_core.run.options import RunOptions
 from hyperstyle_core.run.ray_engine import KILL_ONCE_ENV, RayOptions, run_folder_on_ray
 from hyperstyle_core.run.runner import run_folder
+from hyperstyle_core.run.work import FileResult
 
 ray = pytest.importorskip("ray", reason="needs Ray: pip install -r requirements-ray.txt")
 
@@ -193,9 +194,19 @@ def test_without_ray_the_engine_says_how_to_install_it(tiny, tmp_path, capsys, m
 
 
 def test_importing_the_package_and_the_engine_does_not_import_ray():
-    code = ("import sys, hyperstyle_core, hyperstyle_core.cli.main, hyperstyle_core.run.ray_engine; "
+    code = ("import sys, hyperstyle_core, hyperstyle_core.cli.commands, hyperstyle_core.run.ray_engine; "
             "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_a_file_result_survives_the_trip_between_processes_as_json():
+    """What an actor sends back (FileResult.to_dict as JSON) reads back as the same result; a status that is none
+    of ok / skipped / error is refused."""
+    result = FileResult("photos/a\\xffb.jpg", "skipped", "no_face", "No face found", notes=("EXIF rotation",),
+                        timings={"read": 0.01, "total": 0.5}, mode="saved", written=())
+    assert FileResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    with pytest.raises(ValueError, match="status 'done'; expected one of ok, skipped, error"):
+        FileResult.from_dict({**result.to_dict(), "status": "done"})
 
 
 def test_ray_options_are_checked():

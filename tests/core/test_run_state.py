@@ -15,12 +15,12 @@ from conftest import SHARED
 from PIL import Image
 
 from hyperstyle_core import WeightDeltas, load
-from hyperstyle_core.cli.main import main
+from hyperstyle_core.cli import main
 from hyperstyle_core.inversion import generate
 from hyperstyle_core.io.latents import load_latent
 from hyperstyle_core.run import steps as steps_module
 from hyperstyle_core.run.manifest import throughput
-from hyperstyle_core.run.options import PRODUCTS, RunOptions
+from hyperstyle_core.run.options import RunOptions
 from hyperstyle_core.run.runner import run_folder
 
 PHOTOS = SHARED / "data" / "photos"
@@ -138,16 +138,12 @@ def test_a_rerun_with_changed_options_leaves_what_a_fresh_run_writes(tiny, crops
 
 
 def _options(models: Path, args: list[str]) -> RunOptions:
-    """The RunOptions of `run ... *W *args` (few enough flags to read by hand)."""
-    from hyperstyle_core.cli.main import _run_options, build_parser
+    """The RunOptions of `run ... *W *args`, as the command builds them."""
+    from hyperstyle_core.cli.parser import build_parser
+    from hyperstyle_core.cli.run_options import run_options
     parsed = build_parser().parse_args(["run", "--input", "x", "--models", str(models), "--device", "cpu",
                                         "--iterations", "1", *W, *args])
-    products = set(PRODUCTS)
-    if not parsed.save_latents:
-        products -= {"latent", "deltas"}
-    if parsed.save_deltas == "none":
-        products -= {"deltas"}
-    return _run_options(parsed, products, manages=frozenset(PRODUCTS))
+    return run_options(parsed)
 
 
 @pytest.mark.parametrize("changed, inverted", [("hyperstyle_ffhq.safetensors", 2), ("age.safetensors", 0),

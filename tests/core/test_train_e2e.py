@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hyperstyle_core.cli.main import main as cli_main
+from hyperstyle_core.cli import main as cli_main
 from hyperstyle_core.inversion import invert
 from hyperstyle_core.io.checkpoints import load, save_model
 from hyperstyle_core.io.formats import read_safetensors_metadata

@@ -12,7 +12,9 @@
     ganspace, styleclip-stats, styleclip-directions, clip-convert, fit-direction, animate: see editing.py
 
 The argument parsers live in parser.py (no torch: `--help` answers at once); the package's `main`
-(hyperstyle_core.cli.main, the entry point) parses there and imports this module only to run a command.
+(hyperstyle_core.cli.main, the entry point) parses there and imports this module only to run a command
+(`run_command`, or `run_bench` for the benchmark, which parses its own arguments). The folder commands' options
+are built per command in run_options.py.
 
 Exit codes: 0 success, 1 some inputs failed (see the manifest), 2 bad arguments / models / an output folder that
 cannot be written, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). File names are shown escaped (`printable`).
@@ -41,15 +43,16 @@ from ..io.files import atomic_path
 from ..io.folders import IMAGE_PATTERN, escape_undecodable, list_folder, printable
 from ..io.images import open_rgb, pil_to_input, tensor_to_pil
 from ..io.latents import save_latent
+from ..io.run_folder import MANIFEST_NAME, ManifestRecord, unique_stems
 from ..run.manifest import RunSummary
 from ..run.models import missing_model_message
-from ..run.naming import unique_stems
-from ..run.options import LATENT_SUFFIX, PRODUCTS, RunOptions, parse_edits
+from ..run.options import RunOptions
 from ..run.ray_engine import RayOptions, run_folder_on_ray
-from ..run.runner import run_folder
+from ..run.runner import OnRecord, run_folder
 from ..run.steps import DELTAS_TORCH_DTYPES
 from .bench import main as bench_main
-from .parser import build_parser, program_name
+from .parser import program_name
+from .run_options import align_options, edit_options, run_options, transfer_options
 
 log = logging.getLogger("hyperstyle_core")
 
@@ -97,7 +100,6 @@ def _cmd_invert(args) -> int:
     for path, what in ((hs_path, "the HyperStyle model"), (we_path, "the W-encoder")):
         if not path.is_file():
             raise FileNotFoundError(missing_model_message(path, what))
-    save_deltas = getattr(args, "save_deltas", None)
     hs = load(hs_path, args.device, args.dtype, expect="hyperstyle")
     we = load(we_path, args.device, args.dtype, expect="w_encoder")
     out_dir = Path(args.out)
@@ -126,8 +128,8 @@ def _cmd_invert(args) -> int:
             for i, image in enumerate(result.images, 1):
                 with atomic_path(out_dir / f"{stem}_iter{i}.png") as tmp:
                     tensor_to_pil(image[0]).save(tmp, format="PNG")
-        if save_deltas != "none":
-            storage = DELTAS_TORCH_DTYPES.get(save_deltas)     # None: as computed
+        if args.save_deltas != "none":
+            storage = DELTAS_TORCH_DTYPES.get(args.save_deltas)     # None: as computed
             result.deltas.save(out_dir / f"{stem}_deltas.safetensors", source, dtype=storage)
         save_latent(out_dir / f"{stem}_latent.safetensors", result.latent, extra_metadata=source)
         tqdm.write(f"{printable(path.name)}: {time.perf_counter() - t0:.1f} s -> "
@@ -138,26 +140,7 @@ def _cmd_invert(args) -> int:
     return 1 if failures else 0
 
 
-def _run_options(args, products, **extra):
-    return RunOptions(
-        models=getattr(args, "models", "models"), hyperstyle=getattr(args, "hyperstyle", None),
-        w_encoder=getattr(args, "w_encoder", None), restyle=getattr(args, "restyle", None), align=args.align,
-        align_size=args.align_size,
-        iterations=getattr(args, "iterations", 5), fast=getattr(args, "fast", False), batch_size=args.batch_size,
-        edits=parse_edits(getattr(args, "edit", None)), transfers=tuple(getattr(args, "transfer", None) or ()),
-        transfer_latent=getattr(args, "transfer_latent", "restyle"), paste=getattr(args, "paste", True),
-        products=frozenset(products), pattern=args.pattern, max_pixels=args.max_pixels, force=args.force,
-        device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", None),
-        deltas_dtype=_deltas_dtype(args), **extra)
-
-
-def _deltas_dtype(args) -> str | None:
-    """--save-deltas as RunOptions.deltas_dtype (none: the deltas product is left out instead)."""
-    value = getattr(args, "save_deltas", None)
-    return None if value in (None, "none") else value
-
-
-def _report(record, summary) -> None:
+def _report(record: ManifestRecord, summary: RunSummary) -> None:
     if record["status"] != "ok":
         tqdm.write(f"{record['status']}: {printable(record['file'])}: {printable(str(record['reason']))}",
                    file=sys.stderr)
@@ -173,65 +156,52 @@ def _stopped_line(summary: RunSummary | None, manifest: Path) -> str:
             f"{printable(str(manifest))}")
 
 
-def _run_on_engine(inputs, output: Path, args, options, on_record, input_list=None) -> RunSummary:
-    """`run --engine ray` on Ray actors (run.ray_engine), otherwise (and for align/edit/transfer) in-process."""
-    if getattr(args, "engine", "embedded") == "ray":
-        ray_options = RayOptions(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-                                 cpus_per_actor=args.cpus_per_actor)
-        return run_folder_on_ray(inputs, output, options, ray_options, progress=not args.quiet, on_record=on_record,
+def _run_on_engine(inputs: list[str], output: Path, options: RunOptions, on_record: OnRecord, quiet: bool,
+                   ray_options: RayOptions | None = None, input_list: str | None = None) -> RunSummary:
+    """On Ray actors with `ray_options` (`run --engine ray`: run.ray_engine), otherwise in-process."""
+    if ray_options is not None:
+        return run_folder_on_ray(inputs, output, options, ray_options, progress=not quiet, on_record=on_record,
                                  input_list=input_list)
-    return run_folder(inputs, output, options, progress=not args.quiet, on_record=on_record, input_list=input_list)
+    return run_folder(inputs, output, options, progress=not quiet, on_record=on_record, input_list=input_list)
 
 
-def _folder_run(inputs, args, options, input_list=None) -> int:
+def _folder_run(inputs: list[str], args: argparse.Namespace, options: RunOptions,
+                ray_options: RayOptions | None = None, input_list: str | None = None) -> int:
     output = Path(args.output)
     latest: list[RunSummary] = []
 
-    def on_record(record, summary) -> None:
+    def on_record(record: ManifestRecord, summary: RunSummary) -> None:
         latest[:] = [summary]
         _report(record, summary)
     try:
-        summary = _run_on_engine(inputs, output, args, options, on_record, input_list)
+        summary = _run_on_engine(inputs, output, options, on_record, args.quiet, ray_options, input_list)
     except KeyboardInterrupt as e:
         # The runner attaches its summary; a signal between a manifest line and on_record leaves `latest` behind.
         summary = getattr(e, "summary", None) or (latest[0] if latest else None)
-        print(_stopped_line(summary, output / "manifest.jsonl"), file=sys.stderr)
+        print(_stopped_line(summary, output / MANIFEST_NAME), file=sys.stderr)
         raise
-    print(f"{summary.line()}\nmanifest: {printable(str(output / 'manifest.jsonl'))}")
+    print(f"{summary.line()}\nmanifest: {printable(str(output / MANIFEST_NAME))}")
     return 1 if summary.error else 0
 
 
 def _cmd_run(args) -> int:
-    products = set(PRODUCTS)
-    if not args.save_latents:
-        products -= {"latent", "deltas"}
-    if getattr(args, "save_deltas", None) == "none":
-        products -= {"deltas"}
-    # `run` owns every product: outputs the options no longer ask for (--no-save-latents too) are removed
-    return _folder_run(args.input or [], args, _run_options(args, products, manages=frozenset(PRODUCTS)),
-                       input_list=args.input_list)
+    ray_options = None
+    if args.engine == "ray":
+        ray_options = RayOptions(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+                                 cpus_per_actor=args.cpus_per_actor)
+    return _folder_run(args.input or [], args, run_options(args), ray_options, input_list=args.input_list)
 
 
 def _cmd_align(args) -> int:
-    args.align = True
-    return _folder_run(args.inputs, args, _run_options(args, {"aligned", "alignment"}))
+    return _folder_run(args.inputs, args, align_options(args))
 
 
 def _cmd_edit(args) -> int:
-    return _edit_or_transfer(args, {"edits", "pasted"})
+    return _folder_run(args.inputs, args, edit_options(args))
 
 
 def _cmd_transfer(args) -> int:
-    return _edit_or_transfer(args, {"transfers"})
-
-
-def _edit_or_transfer(args, products) -> int:
-    """Photos are inverted first; latent files, or folders holding them (a run's output), are rendered again."""
-    latent = any(p.endswith(LATENT_SUFFIX) or (Path(p).is_dir() and any(Path(p).glob(f"*{LATENT_SUFFIX}")))
-                 for p in args.inputs)
-    if latent:
-        args.pattern = f"*{LATENT_SUFFIX}"
-    return _folder_run(args.inputs, args, _run_options(args, products, read_latents=latent))
+    return _folder_run(args.inputs, args, transfer_options(args))
 
 
 def _cmd_download(args) -> int:
@@ -259,9 +229,12 @@ def _cmd_download(args) -> int:
     return 1 if failed else 0
 
 
-def _cmd_bench(rest: list[str], prog: str | None = None) -> int:
+def run_bench(rest: list[str], prog: str | None = None) -> int:
+    """`hyperstyle bench REST`: the benchmark parses its own arguments (cli/bench.py); `prog` is the program name
+    shown in its help and errors (default: `hyperstyle`, or `python -m hyperstyle_core` under -m)."""
+    keep_freed_memory()     # our own process: reuse freed 1024-px buffers instead of page-faulting them back
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return bench_main(rest, f"{prog or program_name()} bench")     # the benchmark parses its own arguments
+    return bench_main(rest, f"{prog or program_name()} bench")
 
 
 class Terminated(KeyboardInterrupt):
@@ -283,16 +256,6 @@ def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Parse `argv` (default sys.argv[1:]) and run the command; returns the exit code. `prog`: the program name
-    shown in help and errors (default: `hyperstyle`, or `python -m hyperstyle_core` under -m)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "bench":
-        keep_freed_memory()     # our own process: reuse freed 1024-px buffers instead of page-faulting them back
-        return _cmd_bench(argv[1:], prog)
-    return run_command(build_parser(prog).parse_args(argv))
 
 
 def run_command(args: argparse.Namespace) -> int:
