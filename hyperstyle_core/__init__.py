@@ -5,6 +5,8 @@ Public API:
     load(path, device, dtype)           safetensors -> HyperStyleModel / WEncoderModel / ReStyleE4EModel / Generator
     invert(images, hyperstyle, w_encoder, n_iters=5) -> InversionResult
     generate(generator, latent, deltas=None, randomize_noise=False) -> [B, 3, H, W]
+    encode_in_batches / refine_in_batches / generate_in_batches / restyle_in_batches   the same over many images,
+                                        a batch at a time (results equal the unbatched calls)
     WeightDeltas, GeneratorSignature
     run_folder(input, output, RunOptions(...)) -> RunSummary   the folder runner behind `hyperstyle run`
 
@@ -35,9 +37,13 @@ _EXPORTS: dict[str, str] = {
     "HyperStyleModel": "nn.networks", "WEncoderModel": "nn.networks", "ReStyleE4EModel": "nn.networks",
     "Generator": "nn.stylegan2", "GeneratorConfig": "nn.stylegan2",
     "run_folder": "run.runner", "RunOptions": "run.options", "OutputFolderError": "run.manifest",
+    # the inversion recipes over many images, a batch at a time
+    "batch_ranges": "batched", "encode_in_batches": "batched", "refine_in_batches": "batched",
+    "generate_in_batches": "batched", "restyle_in_batches": "batched", "EncodedBatch": "batched",
+    "RefinedBatch": "batched",
 }
 # the package's own modules, reachable as attributes (`hyperstyle_core.nn`) as when everything was imported eagerly
-_SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "devices"})
+_SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "batched", "devices"})
 
 __all__ = list(_EXPORTS)
 __version__ = "0.2.0"
