@@ -41,6 +41,10 @@ _EXPORTS: dict[str, str] = {
     "batch_ranges": "batched", "encode_in_batches": "batched", "refine_in_batches": "batched",
     "generate_in_batches": "batched", "restyle_in_batches": "batched", "EncodedBatch": "batched",
     "RefinedBatch": "batched",
+    # the official files and the kinds of model files
+    "KINDS": "io.registry", "KIND_TITLES": "io.registry", "DEFAULT_FILES": "io.registry",
+    "default_files": "io.registry", "official_names": "io.registry", "original_file_kind": "io.registry",
+    "kind_of": "io.checkpoints", "check_kind": "io.checkpoints", "wrong_kind_message": "io.checkpoints",
 }
 # the package's own modules, reachable as attributes (`hyperstyle_core.nn`) as when everything was imported eagerly
 _SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "batched", "devices"})
