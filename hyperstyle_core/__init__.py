@@ -45,6 +45,12 @@ _EXPORTS: dict[str, str] = {
     "KINDS": "io.registry", "KIND_TITLES": "io.registry", "DEFAULT_FILES": "io.registry",
     "default_files": "io.registry", "official_names": "io.registry", "original_file_kind": "io.registry",
     "kind_of": "io.checkpoints", "check_kind": "io.checkpoints", "wrong_kind_message": "io.checkpoints",
+    # files, images and helpers the ComfyUI nodes use
+    "resolve_device": "devices", "format_name": "io.formats", "read_safetensors_header": "io.formats",
+    "atomic_path": "io.files", "MIN_IMAGE_SIDE": "io.images", "to_unit_range": "io.images",
+    "to_pil_frames": "editing.animation", "load_latent": "io.latents", "save_latent": "io.latents",
+    "sweep_factors": "editing.directions", "AlignedBatch": "face.batch", "align_batch": "face.batch",
+    "paste_back_batch": "face.batch",
 }
 # the package's own modules, reachable as attributes (`hyperstyle_core.nn`) as when everything was imported eagerly
 _SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "batched", "devices"})
