@@ -5,6 +5,8 @@ Public API:
     load(path, device, dtype)           safetensors -> HyperStyleModel / WEncoderModel / ReStyleE4EModel / Generator
     invert(images, hyperstyle, w_encoder, n_iters=5) -> InversionResult
     generate(generator, latent, deltas=None, randomize_noise=False) -> [B, 3, H, W]
+    encode_in_batches / refine_in_batches / generate_in_batches / restyle_in_batches   the same over many images,
+                                        a batch at a time (results equal the unbatched calls)
     WeightDeltas, GeneratorSignature
     run_folder(input, output, RunOptions(...)) -> RunSummary   the folder runner behind `hyperstyle run`
 
@@ -38,9 +40,23 @@ _EXPORTS: dict[str, str] = {
     # folders of pictures: listing them, reading them as one batch, saving a batch under the input names
     "list_folder": "io.folders", "printable": "io.folders", "read_image_batch": "io.images", "FIT_MODES": "io.images",
     "DEFAULT_MAX_PIXELS": "io.images", "DEFAULT_MAX_BATCH_PIXELS": "io.images", "named_png_files": "io.run_folder",
+    # the inversion recipes over many images, a batch at a time
+    "batch_ranges": "batched", "encode_in_batches": "batched", "refine_in_batches": "batched",
+    "generate_in_batches": "batched", "restyle_in_batches": "batched", "EncodedBatch": "batched",
+    "RefinedBatch": "batched",
+    # the official files and the kinds of model files
+    "KINDS": "io.registry", "KIND_TITLES": "io.registry", "DEFAULT_FILES": "io.registry",
+    "default_files": "io.registry", "official_names": "io.registry", "original_file_kind": "io.registry",
+    "kind_of": "io.checkpoints", "check_kind": "io.checkpoints", "wrong_kind_message": "io.checkpoints",
+    # files, images and helpers the ComfyUI nodes use
+    "resolve_device": "devices", "format_name": "io.formats", "read_safetensors_header": "io.formats",
+    "atomic_path": "io.files", "MIN_IMAGE_SIDE": "io.images", "to_unit_range": "io.images",
+    "to_pil_frames": "editing.animation", "load_latent": "io.latents", "save_latent": "io.latents",
+    "sweep_factors": "editing.directions", "AlignedBatch": "face.batch", "align_batch": "face.batch",
+    "paste_back_batch": "face.batch",
 }
 # the package's own modules, reachable as attributes (`hyperstyle_core.nn`) as when everything was imported eagerly
-_SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "devices"})
+_SUBMODULES = frozenset({"nn", "io", "face", "editing", "run", "cli", "deltas", "inversion", "batched", "devices"})
 
 __all__ = list(_EXPORTS)
 __version__ = "0.2.0"

@@ -73,35 +73,6 @@ def generate(generator: Generator, latent: torch.Tensor, deltas: WeightDeltas | 
     return _crop(generator, images)
 
 
-def batch_ranges(n: int, batch_size: int) -> list[tuple[int, int]]:
-    """[start, stop) ranges covering range(n) in steps of batch_size (results do not depend on it)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
-
-
-def generate_in_batches(generator: Generator, latent: torch.Tensor, deltas: WeightDeltas | None = None,
-                        randomize_noise: bool = False, strength: float = 1.0, batch_size: int = 4,
-                        on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
-    """`generate` over a large batch, `batch_size` codes at a time, results gathered on the CPU.
-
-    deltas: one set (shared by every code) or one per code. on_batch(n) is called after each batch of n codes.
-    Returns [B, 3, H, W] float32 on the CPU, roughly in [-1, 1].
-    """
-    n = latent.shape[0]
-    if deltas is not None:
-        deltas.check_compatible(generator)
-        if deltas.batch_size not in (1, n):
-            raise ValueError(f"{deltas.batch_size} sets of deltas for {n} latents; use one set, or one per latent")
-    out = []
-    for a, b in batch_ranges(n, batch_size):
-        these = None if deltas is None else (deltas if deltas.batch_size == 1 else deltas.index(slice(a, b)))
-        out.append(generate(generator, latent[a:b], these, randomize_noise, strength).float().cpu())
-        if on_batch is not None:
-            on_batch(b - a)
-    return torch.cat(out)
-
-
 def w_encode(w_encoder: WEncoderModel, images: torch.Tensor, latent_avg: torch.Tensor) -> torch.Tensor:
     """W codes: encoder offset + latent_avg. images [B, 3, h, w] in [-1, 1] -> [B, n_latent, 512]."""
     w_encoder.input_spec.check(images, "W-encoder")

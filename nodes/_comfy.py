@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 from PIL.PngImagePlugin import PngInfo
 
-from ..hyperstyle_core.devices import resolve_device
+from ..hyperstyle_core import resolve_device
 
 log = logging.getLogger("hyperstyle.nodes")
 

@@ -6,7 +6,8 @@ once per file version (path, mtime, size), so refreshing the page stays cheap. O
 choosing one helps: an official checkpoint in the loader of its kind (choosing it says how to convert it), unless its
 converted `.safetensors` is already there; an unknown `.pt` in every model loader; GANSpace (`*_pca.pt`) and OpenAI
 CLIP (`ViT-B-32.pt`) files, which load as they are, in their pickers. Anything else (README.md, deltas, latents) is
-never listed.
+never listed. Which kind an original file is, and which file a picker starts on, is the core's registry of official
+files (`hyperstyle_core.original_file_kind`, `default_files`).
 """
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ import functools
 import logging
 from pathlib import Path, PurePosixPath
 
-from ..hyperstyle_core.io.checkpoints import DEFAULT_FILES, KINDS
-from ..hyperstyle_core.io.formats import format_name, read_safetensors_header
+from ..hyperstyle_core import KINDS, default_files, format_name, original_file_kind, read_safetensors_header
 from . import _comfy
 
 log = logging.getLogger("hyperstyle.nodes")
@@ -23,35 +23,9 @@ log = logging.getLogger("hyperstyle.nodes")
 MODEL_KINDS = tuple(KINDS)      # the kinds of converted models (hyperstyle, w_encoder, ..., direction, loss networks)
 UNKNOWN_PT = "unknown .pt"      # an original checkpoint we cannot name without unpickling it
 
-# The official .pt files (hyperstyle_core.io.registry) by the kind they convert to.
-OFFICIAL_PT_KINDS = {
-    **dict.fromkeys(("hyperstyle_ffhq", "hyperstyle_cars", "hyperstyle_afhq_wild"), "hyperstyle"),
-    **dict.fromkeys(("faces_w_encoder", "cars_w_encoder", "afhq_wild_w_encoder"), "w_encoder"),
-    **dict.fromkeys(("stylegan2-ffhq-config-f", "stylegan2-car-config-f", "afhqwild", "toonify", "pixar", "sketch",
-                     "disney_princess"), "stylegan2"),
-    "restyle_e4e_ffhq_encode": "restyle_e4e",
-    **dict.fromkeys(("age", "smile", "pose"), "direction"),
-    # loss networks: the Compare node's pickers (LPIPS, ID); MoCo is used by training only
-    "model_ir_se50": "ir_se50", "alexnet-owt-7be5be79": "alexnet", "alex": "lpips_alex_lin",
-    "alexnet": "alexnet", "lpips_alex": "lpips_alex_lin",     # the names `hyperstyle download` saves them under
-    "moco_v2_800ep_pretrain": "moco_v2",
-}
-# What a new picker starts on when the file is there: the official names.
-DEFAULTS: dict[str, tuple[str, ...]] = {
-    **{kind: (name,) for kind, name in DEFAULT_FILES.items()},
-    "clip": ("ViT-B-32.safetensors", "ViT-B-32.pt"),
-    "ganspace": ("cars_pca.pt",),
-}
-
 
 def _pt_kind(stem: str) -> str:
-    if stem in OFFICIAL_PT_KINDS:
-        return OFFICIAL_PT_KINDS[stem]
-    if stem.endswith("_pca"):       # GANSpace statistics, e.g. the official cars_pca.pt (read safely)
-        return "ganspace"
-    if stem.startswith(("ViT-", "RN50", "RN101")):      # OpenAI's CLIP downloads (read without unpickling code)
-        return "clip"
-    return UNKNOWN_PT
+    return original_file_kind(stem) or UNKNOWN_PT
 
 
 @functools.lru_cache(maxsize=4096)
@@ -118,7 +92,7 @@ def files_for(kind: str) -> list[str]:
 
 def default_for(kind: str, files: list[str]) -> str | None:
     """The official file of `kind` if it is listed (at the top of a model folder, else in a sub-folder)."""
-    for wanted in DEFAULTS.get(kind, ()):
+    for wanted in default_files(kind):
         if wanted in files:
             return wanted
         nested = [f for f in files if PurePosixPath(f).name == wanted]

@@ -7,9 +7,7 @@ import torch
 import torch.nn.functional as F
 from PIL.PngImagePlugin import PngInfo
 
-from ..hyperstyle_core.editing.animation import to_pil_frames
-from ..hyperstyle_core.io.files import atomic_path
-from ..hyperstyle_core.io.images import MIN_IMAGE_SIDE, to_unit_range
+from ..hyperstyle_core import MIN_IMAGE_SIDE, atomic_path, to_pil_frames, to_unit_range
 
 
 def to_rgb(images: torch.Tensor, what: str = "image") -> torch.Tensor:

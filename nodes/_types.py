@@ -14,13 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..hyperstyle_core.deltas import WeightDeltas
-from ..hyperstyle_core.editing.ganspace import GanSpaceDirections
-from ..hyperstyle_core.face.batch import AlignedBatch
-from ..hyperstyle_core.io.checkpoints import KIND_TITLES, kind_of
-from ..hyperstyle_core.io.directions import LatentDirection
-from ..hyperstyle_core.nn.networks import HyperStyleModel, ReStyleE4EModel, WEncoderModel
-from ..hyperstyle_core.nn.stylegan2 import Generator
+from ..hyperstyle_core import (KIND_TITLES, AlignedBatch, GanSpaceDirections, Generator, HyperStyleModel,
+                               LatentDirection, ReStyleE4EModel, WeightDeltas, WEncoderModel, kind_of)
 from ._names import short_name
 
 

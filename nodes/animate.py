@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL.PngImagePlugin import PngInfo
 
-from ..hyperstyle_core.editing.animation import interpolate, save_animation
+from ..hyperstyle_core import interpolate, save_animation
 from . import _comfy
 from ._images import save_png_with_metadata, to_rgb
 from ._types import checks_pack_inputs

@@ -1,8 +1,7 @@
 """Weight-delta nodes: transfer to another generator (domain adaptation), save and load deltas and latents."""
 from __future__ import annotations
 
-from ..hyperstyle_core.deltas import WeightDeltas
-from ..hyperstyle_core.io.latents import load_latent, save_latent
+from ..hyperstyle_core import WeightDeltas, load_latent, save_latent
 from . import _comfy
 from ._files import safetensors_kind
 from ._types import checks_pack_inputs

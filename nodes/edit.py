@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import re
 
-from ..hyperstyle_core.editing.directions import apply_direction, sweep_direction, sweep_factors
-from ..hyperstyle_core.editing.ganspace import compute_ganspace, ganspace_edit, load_ganspace, save_ganspace
-from ..hyperstyle_core.editing.interfacegan import fit_direction
-from ..hyperstyle_core.io.directions import save_direction
+from ..hyperstyle_core import (apply_direction, compute_ganspace, fit_direction, ganspace_edit, load_ganspace,
+                               save_direction, save_ganspace, sweep_direction, sweep_factors)
 from . import _comfy
 from ._comfy import resolve_model_path
 from ._files import picker

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..hyperstyle_core.face.batch import align_batch, paste_back_batch
+from ..hyperstyle_core import align_batch, paste_back_batch
 from . import _comfy
 from ._images import to_rgb
 from ._types import checks_pack_inputs

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..hyperstyle_core.deltas import WeightDeltas
-from ..hyperstyle_core.inversion import (batch_ranges, generate, generate_in_batches, refine, restyle_e4e_invert,
-                                         w_encode)
+from ..hyperstyle_core import encode_in_batches, generate_in_batches, refine_in_batches, restyle_in_batches
 from . import _comfy
 from ._images import comfy_to_model_input, model_output_to_comfy
 from ._types import checks_pack_inputs
@@ -35,19 +33,11 @@ class HyperStyleEncode:
         }}
 
     def execute(self, model, w_encoder, image, batch_size=4):
-
         spec = model.input_spec
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Encode image")
-        param = model.generator.input.input
         progress = _comfy.Progress(x.shape[0])
-        latents, images = [], []
-        for a, b in batch_ranges(x.shape[0], batch_size):
-            with torch.no_grad():
-                codes = w_encode(w_encoder, x[a:b].to(param.device, param.dtype), model.latent_avg)
-            latents.append(codes.cpu())
-            images.append(model_output_to_comfy(generate(model.generator, codes)))
-            progress.step(b - a)
-        return (torch.cat(latents), torch.cat(images))
+        encoded = encode_in_batches(x, model, w_encoder, batch_size, on_batch=progress.step)
+        return (encoded.latent, model_output_to_comfy(encoded.images))
 
 
 @checks_pack_inputs
@@ -78,25 +68,16 @@ class HyperStyleRefine:
         }}
 
     def execute(self, model, image, latent, iterations=5, output_all_iterations=False, batch_size=4, fast=False):
-
         spec = model.input_spec
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Refine image")
         if latent.shape[0] != x.shape[0]:
             raise ValueError(f"HyperStyle Refine got {x.shape[0]} images but {latent.shape[0]} latents; connect the "
                              f"latent from HyperStyle Encode of the same images")
         progress = _comfy.Progress(x.shape[0] * iterations)
-        deltas, outputs = [], []
-        for a, b in batch_ranges(x.shape[0], batch_size):
-            result = refine(x[a:b], model, latent[a:b], iterations,
-                            on_iteration=lambda i, img, d, n=b - a: progress.step(n), fast=bool(fast))
-            deltas.append(result.deltas.to("cpu"))
-            if output_all_iterations:
-                stacked = torch.stack([im.cpu() for im in result.images], dim=1)   # [b, T, 3, H, W]
-                outputs.append(model_output_to_comfy(stacked.reshape(-1, *stacked.shape[2:])))
-            else:
-                outputs.append(model_output_to_comfy(result.final))
-            del result
-        return (WeightDeltas.cat(deltas), torch.cat(outputs))
+        refined = refine_in_batches(x, model, latent, iterations, batch_size, all_iterations=output_all_iterations,
+                                    fast=bool(fast), on_step=progress.step)
+        images = refined.images.flatten(0, 1) if output_all_iterations else refined.images     # image-major
+        return (refined.deltas, model_output_to_comfy(images))
 
 
 @checks_pack_inputs
@@ -155,14 +136,8 @@ class HyperStyleEncodeReStyle:
         }}
 
     def execute(self, restyle, image, iterations=2, batch_size=4):
-
         spec = restyle.input_spec
         x = comfy_to_model_input(image, spec.height, spec.width, "HyperStyle Encode ReStyle image")
         progress = _comfy.Progress(x.shape[0])
-        latents, images = [], []
-        for a, b in batch_ranges(x.shape[0], batch_size):
-            result = restyle_e4e_invert(x[a:b], restyle, iterations)
-            latents.append(result.latent.cpu())
-            images.append(model_output_to_comfy(result.images[-1]))
-            progress.step(b - a)
-        return (torch.cat(latents), torch.cat(images))
+        encoded = restyle_in_batches(x, restyle, iterations, batch_size, on_batch=progress.step)
+        return (encoded.latent, model_output_to_comfy(encoded.images))

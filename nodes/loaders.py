@@ -8,7 +8,7 @@ import weakref
 from pathlib import Path
 
 from ..hyperstyle_core.editing.styleclip import load_clip
-from ..hyperstyle_core.io.checkpoints import check_kind, load, read_info, wrong_kind_message
+from ..hyperstyle_core import check_kind, load, read_info, wrong_kind_message
 from . import _comfy
 from ._files import picker
 
@@ -101,7 +101,7 @@ def _validate_file(name: str, kind: str) -> bool | str:
 class _Loader:
     CATEGORY = "HyperStyle/loaders"
     FUNCTION = "execute"
-    KIND = ""       # the model kind (hyperstyle_core.io.checkpoints.KINDS) the loader lists and loads
+    KIND = ""       # the model kind (hyperstyle_core.KINDS) the loader lists and loads
 
     @classmethod
     def VALIDATE_INPUTS(cls, model_file):

@@ -2,7 +2,8 @@
 CLIP directions (fs3) for any generator. CLIP weights come from the user's model folder; nothing is downloaded."""
 from __future__ import annotations
 
-from ..hyperstyle_core.editing import styleclip as sc
+from ..hyperstyle_core.editing.styleclip import (compute_channel_directions, load_channel_directions, load_s_stats,
+                                                read_s_mean_std, save_generator_channel_directions, styleclip_edit)
 from . import _comfy
 from ._files import picker
 from ._images import model_output_to_comfy
@@ -15,7 +16,7 @@ TEMPLATE_TOOLTIP = ("Prompt templates, one per line, each with {} for the text. 
 
 def _stats(name: str):
     path = _comfy.resolve_model_path(name)
-    return sc.load_s_stats(path) if path.suffix == ".safetensors" else sc.read_s_mean_std(path)
+    return load_s_stats(path) if path.suffix == ".safetensors" else read_s_mean_std(path)
 
 
 @checks_pack_inputs
@@ -57,9 +58,9 @@ class HyperStyleStyleCLIPEdit:
         template_list = [t.strip() for t in templates.splitlines() if t.strip()]
         model = load_clip_cached(clip_model)
         _, stds = _stats(s_statistics)
-        delta_i_c, _ = sc.load_channel_directions(_comfy.resolve_model_path(channel_directions))
+        delta_i_c, _ = load_channel_directions(_comfy.resolve_model_path(channel_directions))
         progress = _comfy.Progress(latent.shape[0])
-        images = sc.styleclip_edit(generator, latent, model, stds, delta_i_c, neutral_text, target_text,
+        images = styleclip_edit(generator, latent, model, stds, delta_i_c, neutral_text, target_text,
                                    template_list, alpha, beta, deltas=deltas, progress=progress.step)
         return (model_output_to_comfy(images),)
 
@@ -100,8 +101,6 @@ class HyperStyleComputeStyleCLIPDirections:
             pct = int(100 * done / max(total, 1))
             progress.step(max(0, pct - state["done"]))
             state["done"] = max(state["done"], pct)
-        delta_i_c = sc.compute_channel_directions(generator, model, n_samples, progress=on_progress)
-        layers = sc.styleclip_edit_layers(generator.layer_names)
-        sizes = [dict((n, i) for n, _, i, _ in generator.layer_table)[name] for name in layers]
-        sc.save_channel_directions(path, delta_i_c, layers, sizes)
+        delta_i_c = compute_channel_directions(generator, model, n_samples, progress=on_progress)
+        save_generator_channel_directions(path, delta_i_c, generator)
         return {"ui": {"text": [str(path)]}, "result": (str(path),)}

@@ -15,12 +15,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CORE = "hyperstyle_core"
 # Layer of each part of the core (a subpackage, or a top-level module); higher layers may import lower ones.
-LAYERS = {
+LAYERS: dict[str, float] = {
     "devices": 0, "_legacy": 0,
     "nn": 1,
     "io": 2,
     "deltas": 3,
-    "inversion": 4,
+    "inversion": 4, "batched": 4.5,
     "face": 5, "editing": 5,
     "train": 6, "metrics": 6,
     "run": 7,

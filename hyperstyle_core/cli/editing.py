@@ -59,9 +59,7 @@ def _cmd_styleclip_directions(args) -> int:
             bar.update(done - bar.n)
         delta_i_c = sc.compute_channel_directions(generator, clip_model, args.samples, seed=args.seed,
                                                   progress=progress)
-    layers = sc.styleclip_edit_layers(generator.layer_names)
-    sizes = {name: inp for name, _, inp, _ in generator.layer_table}
-    out = sc.save_channel_directions(args.out, delta_i_c, layers, [sizes[n] for n in layers])
+    out = sc.save_generator_channel_directions(args.out, delta_i_c, generator)
     print(f"channel directions {list(delta_i_c.shape)} -> {out}")
     return 0
 

@@ -22,36 +22,9 @@ from ..nn.configs import build_model, config_from_dict, config_of, model_config
 from ..nn.loss_networks import LOSS_NETWORK_KINDS, LossNetworkConfig
 from .directions import LatentDirection, check_direction_shape, direction_from_tensor
 from .formats import FORMATS, check_format, format_name, read_safetensors_header, write_safetensors
-
-KINDS = {
-    "hyperstyle": "HyperStyle model (hyperstyle_ffhq.pt, hyperstyle_cars.pt, hyperstyle_afhq_wild.pt): "
-                  "'state_dict' with hypernet.* + decoder.*, and latent_avg",
-    "w_encoder": "pSp W-encoder (faces_w_encoder.pt, cars_w_encoder.pt, afhq_wild_w_encoder.pt): "
-                 "'state_dict' with encoder.* (IR-SE50 + linear) + decoder.*",
-    "restyle_e4e": "ReStyle e4e encoder (restyle_e4e_ffhq_encode.pt): 'state_dict' with encoder.styles.* + decoder.*",
-    "stylegan2": "rosinality StyleGAN2 generator (stylegan2-ffhq-config-f.pt, toonify, StyleGAN-NADA, ...): 'g_ema'",
-    "direction": "InterFaceGAN latent direction (age.pt, smile.pt [1, 512]; pose.pt [1, 18, 512]): a bare tensor",
-    # The loss networks of training (criteria/), in their original layouts.
-    "ir_se50": "ArcFace IR-SE50 for the ID loss (model_ir_se50.pth): a plain state dict with input_layer.*, body.*, "
-               "output_layer.*",
-    "alexnet": "torchvision AlexNet for LPIPS (alexnet-owt-7be5be79.pth): a plain state dict with features.* "
-               "(classifier.* is dropped)",
-    "lpips_alex_lin": "LPIPS v0.1 linear layers (lpips alex.pth): lin0..lin4.model.1.weight",
-    "moco_v2": "MoCo-v2 ResNet-50 for the MoCo loss (moco_v2_800ep_pretrain.pt): 'state_dict' with "
-               "module.encoder_q.* (fc, encoder_k and queue are dropped)",
-}
-KIND_TITLES = {"hyperstyle": "HyperStyle model", "w_encoder": "W-encoder", "restyle_e4e": "ReStyle-e4e encoder",
-               "stylegan2": "StyleGAN2 generator", "direction": "latent direction",
-               "ir_se50": "face-identity network (IR-SE50, ID loss)",
-               "alexnet": "perceptual-loss network (LPIPS AlexNet)",
-               "lpips_alex_lin": "perceptual-loss calibration (LPIPS linear layers)",
-               "moco_v2": "similarity-loss network (MoCo-v2 ResNet-50)"}
-# The official file names, one per kind: what loaders, the runner and messages default to.
-DEFAULT_FILES = {"hyperstyle": "hyperstyle_ffhq.safetensors", "w_encoder": "faces_w_encoder.safetensors",
-                 "restyle_e4e": "restyle_e4e_ffhq_encode.safetensors",
-                 "stylegan2": "stylegan2-ffhq-config-f.safetensors", "direction": "age.safetensors",
-                 "ir_se50": "model_ir_se50.safetensors", "alexnet": "alexnet.safetensors",
-                 "lpips_alex_lin": "lpips_alex.safetensors", "moco_v2": "moco_v2_800ep_pretrain.safetensors"}
+# The kinds, their titles and default files are those of the one registry of official files (io.registry); code
+# that imports these names from here keeps working.
+from .registry import DEFAULT_FILES, KIND_TITLES, KINDS
 
 
 def _build(kind: str, config: Mapping[str, Any]) -> nn.Module:

@@ -26,10 +26,11 @@ from ..nn.configs import (MAX_SIZE, HyperStyleConfig, ReStyleE4EConfig, StyleGAN
 from ..nn.loss_networks import LossNetworkConfig
 from ..nn.networks import cars_input_spec
 from ..nn.stylegan2 import GeneratorConfig
-from .checkpoints import KINDS, check_finite, check_strict, instantiate
+from .checkpoints import check_finite, check_strict, instantiate
 from .directions import direction_from_tensor
 from .files import sha256_file
 from .formats import write_safetensors
+from .registry import KINDS
 from .unpickle import MAX_NESTING, read_official_checkpoint
 
 log = logging.getLogger(__name__)

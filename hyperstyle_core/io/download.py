@@ -27,6 +27,7 @@ reported with the page to open in a browser. `mirror` / `$HYPERSTYLE_DOWNLOAD_BA
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -70,8 +71,8 @@ def _resolve(name: str, url: str | None, sha256: str | None, size: int | None, m
     urls = (url,) if url else ((f"{mirror.rstrip('/')}/{entry.filename}",) if mirror else entry.urls)
     for address in urls:
         require_http(address, "download address")
-    return Checkpoint(entry.name, entry.filename, urls, entry.page, entry.description,
-                      size if size is not None else entry.size, (sha256 or entry.sha256 or "").lower() or None)
+    return dataclasses.replace(entry, urls=urls, size=size if size is not None else entry.size,
+                               sha256=(sha256 or entry.sha256 or "").lower() or None)
 
 
 def download(name: str, models: str | os.PathLike = "models", *, url: str | None = None, sha256: str | None = None,

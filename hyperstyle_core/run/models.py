@@ -11,7 +11,7 @@ from ..deltas import GeneratorSignature
 from ..editing.directions import apply_direction, load_direction
 from ..io.checkpoints import DEFAULT_FILES, load
 from ..io.formats import read_safetensors_metadata
-from ..io.registry import REGISTRY
+from ..io.registry import REGISTRY, official_names
 from .options import RunOptions, transfer_label
 from .state import ModelIds, model_identity, wants_restyle_latent
 
@@ -19,7 +19,7 @@ __all__ = ["resolve_model_file", "resolve_direction", "resolve_model_files", "Mo
            "missing_model_message", "RESTYLE_DOWNLOAD"]
 
 RESTYLE_DOWNLOAD = Path(DEFAULT_FILES["restyle_e4e"]).stem     # `hyperstyle download restyle_e4e_ffhq_encode`
-_REGISTRY_DIRECTIONS = tuple(c.name for c in REGISTRY.values() if "direction" in c.description)
+_REGISTRY_DIRECTIONS = official_names("direction")
 
 
 def missing_model_message(path: Path, what: str) -> str:

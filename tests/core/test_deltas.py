@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hyperstyle_core import GeneratorConfig, GeneratorSignature, TOONIFY_LAYERS, WeightDeltas, generate
-from hyperstyle_core.inversion import batch_ranges, generate_in_batches
+from hyperstyle_core.batched import batch_ranges, generate_in_batches
 from hyperstyle_core.nn.stylegan2 import Generator, modulated_layer_table
 
 

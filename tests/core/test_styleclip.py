@@ -387,6 +387,30 @@ def test_channel_directions_tiny_generator(clip_pkg):
     assert max_err(zero_delta, sc.render_style_codes(generator, codes)) < 1e-5
 
 
+def test_channel_layout_and_saving_for_a_generator(tmp_path):
+    generator = Generator(GeneratorConfig(32, style_dim=32, n_mlp=2, channel_divisor=16)).eval()
+    channels = {name: in_channels for name, _, in_channels, _ in generator.layer_table}
+    layout = sc.channel_layout(generator)
+    assert layout == [(name, channels[name]) for name in sc.styleclip_edit_layers(generator.layer_names)]
+    assert sc.channel_layout(generator, ["convs.1", "conv1"]) == [("convs.1", channels["convs.1"]),
+                                                                  ("conv1", channels["conv1"])]
+    with pytest.raises(ValueError, match=r"layers \['convs.99'\] are not layers of this generator"):
+        sc.channel_layout(generator, ["conv1", "convs.99"])
+    with pytest.raises(ValueError, match=r"layers \[\] are not layers of this generator"):
+        sc.channel_layout(generator, [])
+    delta_i_c = torch.randn(sum(size for _, size in layout), 8)
+    path = sc.save_generator_channel_directions(tmp_path / "fs.safetensors", delta_i_c, generator,
+                                                extra_metadata={"clip": "tiny"})
+    loaded, layers = sc.load_channel_directions(path)
+    assert torch.equal(loaded, delta_i_c) and layers == [name for name, _ in layout]
+    assert read_safetensors_metadata(path)["clip"] == "tiny"
+    one = sc.save_generator_channel_directions(tmp_path / "one.safetensors", delta_i_c[:channels["convs.2"]],
+                                               generator, layers=["convs.2"])
+    assert sc.load_channel_directions(one)[1] == ["convs.2"]
+    with pytest.raises(ValueError, match="sum must equal the row count"):
+        sc.save_generator_channel_directions(tmp_path / "x.safetensors", delta_i_c[1:], generator)
+
+
 def test_channel_directions_save_load(tmp_path):
     delta_i_c = torch.randn(6, 4)
     path = sc.save_channel_directions(tmp_path / "fs.safetensors", delta_i_c, ["conv1", "convs.0"], [2, 4])

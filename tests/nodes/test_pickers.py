@@ -151,11 +151,3 @@ def test_whatever_the_cache_returns_is_checked(pack, folder, monkeypatch):
                                          r"is needed here"):
         nodes["HyperStyleLoadModel"]().execute("faces_w_encoder.safetensors")
     assert w_encoder is not None
-
-
-def test_every_official_download_goes_to_one_picker(pack):
-    """Each file `hyperstyle download` knows is routed by name, so a .pt not yet converted appears in one loader."""
-    from hyperstyle_pack.hyperstyle_core.io.registry import REGISTRY
-    from hyperstyle_pack.nodes._files import OFFICIAL_PT_KINDS
-    stems = {c.filename.rsplit(".", 1)[0] for c in REGISTRY.values()}
-    assert stems <= set(OFFICIAL_PT_KINDS), stems - set(OFFICIAL_PT_KINDS)

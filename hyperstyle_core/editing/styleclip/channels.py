@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from ...io.formats import read_format_metadata, write_safetensors
 from ...nn.stylegan2 import Generator
 from .clip_model import encode_images
-from .layout import StyleStd, read_layer_table, render_style_codes, stats_by_layer, styleclip_edit_layers
+from .layout import StyleStd, channel_layout, read_layer_table, render_style_codes, stats_by_layer
 from .stats import compute_s_stats, sample_w
 
 Progress = Callable[[int, int], None]
@@ -63,10 +63,8 @@ def compute_channel_directions(generator: Generator, clip_model: Any, n_samples:
     Returns:
         [n_channels, D] float32 on the CPU, unit rows (zero rows for channels without effect); rows follow `layers`.
     """
-    names = styleclip_edit_layers(generator.layer_names) if layers is None else list(layers)
-    unknown = [n for n in names if n not in generator.layer_names]
-    if unknown or not names:
-        raise ValueError(f"layers {unknown or names} are not layers of this generator ({generator.layer_names})")
+    layout = channel_layout(generator, layers)
+    names, dims = [name for name, _ in layout], dict(layout)
     if batch_size < 2:
         raise ValueError(f"batch_size is {batch_size}; it must be at least 2 (one plus and one minus image)")
     if s_stats is None:
@@ -74,18 +72,17 @@ def compute_channel_directions(generator: Generator, clip_model: Any, n_samples:
     # A list is in official order and may be longer than this generator's (1024px statistics on a 256px model).
     means = stats_by_layer(s_stats[0], None, "means")
     stds = stats_by_layer(s_stats[1], None, "stds")
-    dims = {name: in_ch for name, _, in_ch, _ in generator.layer_table}
     for n in names:
         if n not in means or means[n].numel() != dims[n] or stds[n].numel() != dims[n]:
             raise ValueError(f"S statistics do not fit layer {n!r} ({dims[n]} channels); compute them for this "
                              f"generator with compute_s_stats")
-    param = generator.input.input
     base = _style_codes_of(generator, sample_w(generator, n_samples, seed, truncation, w_avg), 256)
     layer_sizes = torch.tensor([dims[n] for n in names])
     ends = layer_sizes.cumsum(0)
     n_channels = int(ends[-1])
     starts = ends - layer_sizes
-    values = {n: (means[n].to(param), stds[n].to(param)) for n in names}
+    values = {n: (means[n].to(generator.device, generator.dtype), stds[n].to(generator.device, generator.dtype))
+              for n in names}
 
     total = n_channels * n_samples
     pairs_per_batch = batch_size // 2
@@ -100,8 +97,8 @@ def compute_channel_directions(generator: Generator, clip_model: Any, n_samples:
         for li in layer_of.unique().tolist():
             name = names[li]
             rows = (layer_of == li).nonzero().squeeze(1)
-            cols = (channel[rows] - starts[li]).to(param.device)
-            rows = rows.to(param.device)
+            cols = (channel[rows] - starts[li]).to(generator.device)
+            rows = rows.to(generator.device)
             mean, std = values[name][0][cols], values[name][1][cols]
             codes[name][rows, cols] = mean + alpha * std
             codes[name][rows + k, cols] = mean - alpha * std
@@ -131,6 +128,26 @@ def save_channel_directions(path: str | os.PathLike, delta_i_c: torch.Tensor, la
     meta = {"layers": json.dumps([[n, int(s)] for n, s in zip(layers, layer_sizes)])}
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     return write_safetensors(path, {"delta_i_c": delta_i_c.detach().float()}, "styleclip_channel_directions", meta)
+
+
+def save_generator_channel_directions(path: str | os.PathLike, delta_i_c: torch.Tensor, generator: Generator,
+                                      layers: Sequence[str] | None = None,
+                                      extra_metadata: Mapping[str, str] | None = None) -> Path:
+    """`save_channel_directions` with the row layout of `generator` (`channel_layout`): what
+    `compute_channel_directions(generator, ..., layers=layers)` returned, saved so that it loads by layer name.
+
+    Args:
+        path: the .safetensors file to write.
+        delta_i_c: [n_channels, D] channel directions, rows in `channel_layout(generator, layers)` order.
+        generator: the generator they were computed for.
+        layers: the layers they were computed for (default: the official layout, as `compute_channel_directions`).
+        extra_metadata: more string metadata to store (e.g. what they were computed from).
+    Returns:
+        The written path.
+    """
+    layout = channel_layout(generator, layers)
+    return save_channel_directions(path, delta_i_c, [name for name, _ in layout], [size for _, size in layout],
+                                   extra_metadata)
 
 
 def load_channel_directions(path: str | os.PathLike) -> tuple[torch.Tensor, list[str] | None]:
@@ -192,4 +209,5 @@ def _check_npy_size(path: Path) -> None:
                          f"holds {present} bytes of data; it is truncated or damaged")
 
 
-__all__ = ["Progress", "compute_channel_directions", "save_channel_directions", "load_channel_directions"]
+__all__ = ["Progress", "compute_channel_directions", "save_channel_directions", "save_generator_channel_directions",
+           "load_channel_directions"]

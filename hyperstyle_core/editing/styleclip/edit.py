@@ -47,12 +47,12 @@ def styleclip_edit(generator: Generator, latent: torch.Tensor, clip_model: Any, 
     """
     delta_i = text_direction(clip_model, tokenize, neutral_text, target_text, templates)
     direction = global_direction(delta_i.float().cpu(), delta_i_c, s_std, beta)
-    param = generator.input.input
-    direction = {k: v.to(param.device, param.dtype) for k, v in direction.items()}
+    device, dtype = generator.device, generator.dtype
+    direction = {k: v.to(device, dtype) for k, v in direction.items()}
     out = []
     for i in range(latent.shape[0]):
         with torch.no_grad():
-            codes = generator.style_codes(generator.broadcast_latent(latent[i:i + 1].to(param.device, param.dtype)))
+            codes = generator.style_codes(generator.broadcast_latent(latent[i:i + 1].to(device, dtype)))
             edited = apply_global_direction(codes, direction, alpha)
             sample_deltas = None if deltas is None else deltas.sample(i)
             out.append(render_style_codes(generator, edited, sample_deltas).cpu())

@@ -49,6 +49,25 @@ def styleclip_edit_layers(layer_names: Sequence[str], count: int | None = OFFICI
     return names if count is None else names[:count]
 
 
+def channel_layout(generator: Generator, layers: Sequence[str] | None = None) -> list[tuple[str, int]]:
+    """The row layout of channel directions (`delta_i_c`, StyleCLIP's fs3) for `generator`: (layer name, its S
+    channel count) per layer, in row order.
+
+    Args:
+        generator: the generator whose style channels get rows.
+        layers: the layers that get rows, in order; default `styleclip_edit_layers(generator.layer_names)` (the
+            official first 11 non-ToRGB layers, the layout of fs3.npy and what `global_direction` expects).
+    Raises:
+        ValueError when `layers` is empty or names a layer the generator lacks.
+    """
+    names = styleclip_edit_layers(generator.layer_names) if layers is None else list(layers)
+    unknown = [n for n in names if n not in generator.layer_names]
+    if unknown or not names:
+        raise ValueError(f"layers {unknown or names} are not layers of this generator ({generator.layer_names})")
+    channels = {name: in_channels for name, _, in_channels, _ in generator.layer_table}
+    return [(name, channels[name]) for name in names]
+
+
 def style_codes_to_official(style_codes: Mapping[str, torch.Tensor],
                             layer_names: Sequence[str]) -> list[torch.Tensor]:
     """{layer: [B, dim]} -> the official S list, one [B, 1, dim, 1, 1] tensor per layer in `layer_names` order."""
@@ -158,5 +177,5 @@ def render_style_codes(generator: Generator, style_codes: Mapping[str, torch.Ten
 
 
 __all__ = ["OFFICIAL_EDIT_LAYER_COUNT", "StyleStd", "official_layer_names", "is_torgb_layer", "styleclip_edit_layers",
-           "read_layer_table",
+           "channel_layout", "read_layer_table",
            "style_codes_to_official", "official_to_style_codes", "stats_by_layer", "render_style_codes"]

@@ -131,7 +131,7 @@ def sample_w(generator: Generator, n_samples: int, seed: int = 0, truncation: fl
     """
     if n_samples < 1:
         raise ValueError(f"n_samples is {n_samples}; it must be at least 1")
-    param = generator.input.input
+    device, dtype = generator.device, generator.dtype
     gen = torch.Generator().manual_seed(seed)
     d = generator.config.style_dim
     if w_avg is not None:
@@ -141,10 +141,10 @@ def sample_w(generator: Generator, n_samples: int, seed: int = 0, truncation: fl
     with torch.no_grad():
         if truncation != 1.0 and w_avg is None:
             z = torch.randn(10_000, d, generator=torch.Generator().manual_seed(seed + 1_000_003))
-            w_avg = torch.cat([generator.mapping(c.to(param)) for c in z.split(batch_size)]).mean(0)
+            w_avg = torch.cat([generator.mapping(c.to(device, dtype)) for c in z.split(batch_size)]).mean(0)
         z = torch.randn(n_samples, d, generator=gen)
-        latent_avg = None if w_avg is None else w_avg.to(param)
-        ws = [generator.mapping(c.to(param), truncation=truncation, truncation_latent=latent_avg)
+        latent_avg = None if w_avg is None else w_avg.to(device, dtype)
+        ws = [generator.mapping(c.to(device, dtype), truncation=truncation, truncation_latent=latent_avg)
               for c in z.split(batch_size)]
     return torch.cat(ws)
 
