@@ -12,33 +12,30 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import DEFAULT_FILES, KIND_TITLES
+from .registry import DEFAULT_FILES, KIND_TITLES, MODEL_KINDS, REGISTRY
 
 __all__ = ["LossNetworkFile", "LOSS_NETWORK_FILES", "MEASURE_NETWORKS", "find_loss_network"]
 
 
 @dataclass(frozen=True)
 class LossNetworkFile:
-    """One loss network's converted file and where it comes from."""
+    """One loss network's converted file and where it comes from (a view of its io.registry entry)."""
     kind: str                       # its model kind (`load(..., expect=kind)`)
-    title: str                      # what it is, for messages (io.checkpoints.KIND_TITLES)
+    title: str                      # what it is, for messages
     file: str                       # its converted file's name, as `hyperstyle download` writes it
     download: str                   # its `hyperstyle download` name
     official: str                   # the official file it is converted from
     other_names: tuple[str, ...]    # other names a hand conversion of the official file gives
 
 
-def _entry(kind: str, download: str, official: str, other_names: tuple[str, ...] = ()) -> LossNetworkFile:
-    return LossNetworkFile(kind, KIND_TITLES[kind], DEFAULT_FILES[kind], download, official, other_names)
+def _entry(kind: str) -> LossNetworkFile:
+    checkpoint = REGISTRY[MODEL_KINDS[kind].default]
+    return LossNetworkFile(kind, KIND_TITLES[kind], DEFAULT_FILES[kind], checkpoint.name, checkpoint.official_file,
+                           tuple(f"{alias}.safetensors" for alias in checkpoint.aliases))
 
 
-LOSS_NETWORK_FILES: dict[str, LossNetworkFile] = {f.kind: f for f in (
-    _entry("ir_se50", "model_ir_se50", "model_ir_se50.pth"),
-    _entry("alexnet", "alexnet", "alexnet-owt-7be5be79.pth", ("alexnet-owt-7be5be79.safetensors",)),
-    _entry("lpips_alex_lin", "lpips_alex", "alex.pth (LPIPS v0.1)", ("alex.safetensors",)),
-    _entry("moco_v2", "moco_v2_800ep_pretrain", "moco_v2_800ep_pretrain.pt",
-           ("moco_v2_800ep_pretrain.pth.safetensors",)),
-)}
+LOSS_NETWORK_FILES: dict[str, LossNetworkFile] = {kind: _entry(kind)
+                                                  for kind in ("ir_se50", "alexnet", "lpips_alex_lin", "moco_v2")}
 # Measure (nn.perceptual: lpips, id, moco) -> the loss networks it is built from
 MEASURE_NETWORKS: dict[str, tuple[str, ...]] = {"lpips": ("alexnet", "lpips_alex_lin"), "id": ("ir_se50",),
                                                 "moco": ("moco_v2",)}

@@ -74,6 +74,12 @@ class Checkpoint:
     sha256: str | None = None
     kind: str | None = None   # what it converts to (a MODEL_KINDS key); None for a custom download
     aliases: tuple[str, ...] = ()   # the stems of the names it is released under, where these differ from `name`
+    released: str = ""        # the file name its project publishes it under, where that differs from `filename`
+
+    @property
+    def official_file(self) -> str:
+        """The file name as its project publishes it (what a user who got it by hand has)."""
+        return self.released or self.filename
 
 
 def _drive(kind: str, name: str, file_id: str, description: str, filename: str | None = None,
@@ -127,11 +133,12 @@ REGISTRY: dict[str, Checkpoint] = {c.name: c for c in [
            "model_ir_se50.pth"),
     Checkpoint("alexnet", "alexnet.pth", ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
                "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "AlexNet features (LPIPS loss)",
-               kind="alexnet", aliases=("alexnet-owt-7be5be79",)),
+               kind="alexnet", aliases=("alexnet-owt-7be5be79",), released="alexnet-owt-7be5be79.pth"),
     Checkpoint("lpips_alex", "lpips_alex.pth",
                ("https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/alex.pth",),
                "https://github.com/richzhang/PerceptualSimilarity/tree/master/lpips/weights/v0.1",
-               "LPIPS v0.1 linear layers for AlexNet (LPIPS loss)", kind="lpips_alex_lin", aliases=("alex",)),
+               "LPIPS v0.1 linear layers for AlexNet (LPIPS loss)", kind="lpips_alex_lin", aliases=("alex",),
+               released="alex.pth (LPIPS v0.1)"),
     _drive("moco_v2", "moco_v2_800ep_pretrain", "18rLcNGdteX5LwT7sv_F7HWr12HpVEzVe",
            "MoCo-v2 ResNet-50 (similarity loss, cars and wild animals)",
            aliases=("moco_v2_800ep_pretrain.pth",)),        # released as moco_v2_800ep_pretrain.pth.tar

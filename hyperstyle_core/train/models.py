@@ -85,11 +85,10 @@ def _latent_avg(generator: Generator) -> torch.Tensor:
         return avg.reshape(-1, generator.config.style_dim)[0]
     log.info("the generator file has no latent_avg: estimating it from %d samples", MEAN_LATENT_SAMPLES)
     gen = torch.Generator().manual_seed(0)
-    param = generator.input.input
     total = torch.zeros(generator.config.style_dim, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, MEAN_LATENT_SAMPLES, 10_000):
-            z = torch.randn(10_000, generator.config.style_dim, generator=gen).to(param.device, param.dtype)
+            z = torch.randn(10_000, generator.config.style_dim, generator=gen).to(generator.device, generator.dtype)
             total += generator.mapping(z).double().sum(0).cpu()
     return (total / MEAN_LATENT_SAMPLES).float()
 
