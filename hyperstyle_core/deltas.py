@@ -274,7 +274,8 @@ class WeightDeltas(Mapping[str, torch.Tensor]):
         """Write a safetensors file atomically (temp file + rename).
 
         dtype: storage dtype (default: as held). torch.float16 / torch.bfloat16 halve the file; `load` returns the
-        stored dtype, and rendering with them differs slightly from the float32 originals (README, Command line).
+        stored dtype, and rendering with them differs slightly from the float32 originals (docs/cli.md, "Storing the
+        deltas").
         """
         tensors = {n: t if dtype is None else t.to(dtype) for n, t in self._tensors.items()}
         write_safetensors(path, tensors, "weight_deltas",

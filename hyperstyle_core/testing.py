@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .editing.styleclip.text import import_clip
 from .io.checkpoints import save_model
 from .io.convert import convert
 from .nn.hypernetwork import HyperNetConfig
@@ -68,3 +69,17 @@ def write_tiny_run_models(folder: str | Path, transfers: dict[str, int] | None =
         convert(folder / f"{name}.pt", folder)
         (folder / f"{name}.pt").unlink()
     return folder
+
+
+def tiny_clip(seed: int = 0, image_resolution: int = 32) -> torch.nn.Module:
+    """A small OpenAI CLIP (the `clip` package's own model class) with random weights, for the StyleCLIP paths;
+    ImportError naming the install command when the optional package is missing."""
+    clip = import_clip()
+    torch.manual_seed(seed)
+    model = clip.model.CLIP(embed_dim=32, image_resolution=image_resolution, vision_layers=1, vision_width=64,
+                            vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=64,
+                            transformer_heads=1, transformer_layers=1)
+    with torch.no_grad():  # random init leaves the projections at zero scale in places; make every path matter
+        model.text_projection.normal_(0, 0.2)
+        model.visual.proj.normal_(0, 0.2)
+    return model.eval()

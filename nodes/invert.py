@@ -9,8 +9,9 @@ from ._images import comfy_to_model_input, model_output_to_comfy
 from ._types import checks_pack_inputs
 
 BATCH_TOOLTIP = "Images processed together; lower it if memory runs out (results are identical)."
-FAST_TOOLTIP = ("Fast mode: intermediate iterations rendered at 256 px and int8 hypernetwork weights on CPU; faster, "
-                "slightly different deltas (README, Speed). Off = the official computation.")
+FAST_TOOLTIP = ("Fast mode: intermediate iterations rendered at 256 px, bf16 networks where bf16 is native, else int8 "
+                "hypernetwork weights on CPU; faster, slightly different deltas (docs/speed.md). Off = the official "
+                "computation.")
 
 
 @checks_pack_inputs

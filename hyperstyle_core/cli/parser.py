@@ -25,8 +25,9 @@ PROG = "hyperstyle"                           # the installed entry point (pypro
 MODULE_PROG = f"python -m {PACKAGE}"
 # Same value as io.images.DEFAULT_MAX_PIXELS (a test pins it): that module imports torch, this one may not.
 DEFAULT_MAX_PIXELS = 80_000_000
-FAST_HELP = ("fast mode: 256-px intermediate renders and int8 hypernetwork weights on CPU (about twice as fast, "
-             "a slightly different result: README, Speed); the default follows the official code")
+FAST_HELP = ("fast mode: 256-px intermediate renders, bf16 networks where bf16 is native, else int8 hypernetwork "
+             "weights on CPU (faster, a slightly different result: docs/speed.md); the default follows the official "
+             "code")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _add_invert(sub: argparse._SubParsersAction) -> None:
 def _save_deltas_flag(q: argparse.ArgumentParser) -> None:
     q.add_argument("--save-deltas", choices=["float32", "float16", "bfloat16", "none"], default=None,
                    help="storage of _deltas.safetensors: float32 (exact; the default with float32 models), float16 "
-                        "or bfloat16 (half the disk; renders from them differ slightly, see the README), or none "
+                        "or bfloat16 (half the disk; renders from them differ slightly, see docs/cli.md), or none "
                         "(no deltas file: later edits and transfers need the inversion again)")
 
 

@@ -84,8 +84,8 @@ class RunOptions:
             encoder input, as `invert`).
         align_size: side of the aligned crop written as `_aligned.png` (official align script: 1024).
         iterations: HyperStyle refinement iterations (official 5).
-        fast: invert in fast mode (`inversion.refine`: 256-px intermediate renders, int8 hypernetwork matrices on
-            CPU); False (default) follows the official code.
+        fast: invert in fast mode (`inversion.refine`: 256-px intermediate renders, bf16 networks where bf16 is
+            native, else int8 hypernetwork matrices on CPU); False (default) follows the official code.
         batch_size: images inverted together; None: `run.worker.default_batch_size` (1 on CPU, where one at a
             time is fastest, 4 on a GPU).
         edits: InterFaceGAN edits (`parse_edits`).
@@ -99,7 +99,7 @@ class RunOptions:
             owns every product, so that --no-save-latents also removes the latents of an earlier run.
         deltas_dtype: how `_deltas.safetensors` is stored: None (as computed: exact float32 with the default
             model dtype), "float32", "float16" or "bfloat16" (half the bytes; renders from them differ slightly,
-            see the README).
+            see docs/cli.md).
         pattern: file-name patterns for folder inputs, ";"-separated, case-insensitive ("*" = every file).
         max_pixels: larger pictures are skipped before decoding.
         force: process every file again, ignoring the manifest.

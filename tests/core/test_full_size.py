@@ -1,9 +1,12 @@
 """Full-size configurations through the public API: FFHQ 1024 and the cars 512 crop (recipe weights)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hyperstyle_core import InversionResult, WeightDeltas, generate, invert, load
+
+pytestmark = pytest.mark.slow      # FFHQ 1024 and cars 512 models: minutes
 
 
 def _photo_like(batch: int, h: int, w: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ NETWORK_FILES = {"lpips_network": "alexnet.safetensors", "lpips_layers": "lpips_
 def metric_models(tmp_path_factory):
     """A model folder with randomly initialised metric networks as `hyperstyle download` leaves them: official keys,
     converted, under the download names (parity with the official code is tested on recipe weights in
-    tests/core/test_metrics.py)."""
+    tests/core/metrics/test_metrics.py)."""
     src, folder = tmp_path_factory.mktemp("metric_sources"), tmp_path_factory.mktemp("metric_models")
     torch.manual_seed(0)
     networks = {"lpips_network": AlexNetFeatures(), "lpips_layers": LPIPSLinear(), "id_network": IRSE50()}

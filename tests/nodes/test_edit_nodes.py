@@ -69,15 +69,10 @@ def test_interpolate_and_save_animation(nodes, comfy_env):
 
 def test_styleclip_nodes_on_a_tiny_generator_and_clip(nodes, pack, models_dir, comfy_env):
     """Compute fs3 for a generator, then edit by text: the deltas stay applied and alpha 0 is the plain render."""
-    import sys
-    from pathlib import Path
-
     from safetensors.torch import save_file
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-    from test_styleclip import tiny_clip
     from hyperstyle_pack.hyperstyle_core.editing import styleclip as sc
     from hyperstyle_pack.hyperstyle_core.deltas import GeneratorSignature, WeightDeltas
-    from hyperstyle_pack.hyperstyle_core.testing import tiny_generator
+    from hyperstyle_pack.hyperstyle_core.testing import tiny_clip, tiny_generator
 
     clip_model = tiny_clip()
     save_file({k: v.contiguous() for k, v in clip_model.state_dict().items()},

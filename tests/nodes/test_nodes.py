@@ -77,6 +77,7 @@ def test_original_pt_is_refused_before_running(nodes, models_dir):
     assert nodes["HyperStyleLoadModel"].VALIDATE_INPUTS("hyperstyle_ffhq.safetensors") is True
 
 
+@pytest.mark.slow
 def test_encode_refine_generate_matches_core(nodes, loaded):
     from hyperstyle_pack.hyperstyle_core import invert
     model, generator, w_encoder = loaded
@@ -99,6 +100,7 @@ def test_encode_refine_generate_matches_core(nodes, loaded):
     assert every.shape[0] == 2 and torch.allclose(every[1], final[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batches_are_chunked_without_changing_results(nodes, loaded):
     model, _, w_encoder = loaded
     images = torch.cat([_photo("aligned_affleck.jpg", 256), _photo("aligned_johansson.jpg", 256),
@@ -148,6 +150,7 @@ def test_256_deltas_on_a_1024_generator_is_a_clear_error(nodes, loaded, converte
         nodes["HyperStyleTransferDeltas"]().execute(big, latent, deltas, "all tuned layers")
 
 
+@pytest.mark.slow
 def test_edit_sweep_and_transfer(nodes, loaded):
     model, generator, w_encoder = loaded
     image = torch.cat([_photo("aligned_affleck.jpg", 256), _photo("aligned_johansson.jpg", 256)])

@@ -53,6 +53,7 @@ def test_folded_layers_draw_the_reference_images(monkeypatch, randomize_noise, d
 
 
 @pytest.mark.parametrize("delta_kind", ["none", "per_sample", "shared", "four_dim"])
+@pytest.mark.slow
 def test_batches_render_their_large_blocks_one_sample_at_a_time(monkeypatch, delta_kind):
     """A batch's >= 256-px blocks run one sample at a time (as a batch of one): every sample equals the reference
     and the same sample rendered alone, for batch-wide, shared and [out, in, k, k] deltas."""

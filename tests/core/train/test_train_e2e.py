@@ -22,6 +22,8 @@ from hyperstyle_core.train.losses import HyperStyleLoss, LossWeights, LPIPSLoss
 from hyperstyle_core.train.options import TrainOptions
 from hyperstyle_core.train.state import BEST_FILE, LATEST_FILE, STATE_FILE
 
+pytestmark = pytest.mark.slow      # a whole (tiny) training run: a minute
+
 STEPS = 8
 OPTIONS = TrainOptions(steps=STEPS, batch_size=2, test_batch_size=2, n_iters=2, lr=5e-3, optimizer="adam", id=0.0,
                        val_every=STEPS, save_every=STEPS // 2, image_every=STEPS // 2, log_every=1,

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from conftest import OFFICIAL
 from hyperstyle_core.train.losses import HyperStyleLoss, LossWeights, find_loss_networks, l2_loss, load_losses
 
-REFS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "official_losses.json").read_text())
+REFS = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "official_losses.json").read_text())
 TOL = 2e-6          # observed max abs error 1.2e-7 (float32); a real difference is far larger
 GRAD_TOL = 1e-4     # relative, on sums of the gradient [2, 3, 256, 256]
 

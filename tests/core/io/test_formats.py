@@ -21,7 +21,7 @@ from hyperstyle_core.io.formats import (FORMATS, check_format, format_name, read
 from hyperstyle_core.io.latents import load_latent_file, save_latent
 from hyperstyle_core.nn.stylegan2 import Generator
 
-OLD = Path(__file__).resolve().parents[1] / "fixtures" / "formats_0_1"
+OLD = Path(__file__).resolve().parents[2] / "fixtures" / "formats_0_1"
 
 
 def test_release_0_1_files_are_old_format_files():

@@ -35,7 +35,7 @@ from hyperstyle_core.metrics.images import read_metric_image
 
 log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
-REFS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "official_metrics.json").read_text())
+REFS = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "official_metrics.json").read_text())
 PHOTOS = SHARED / "data" / "photos"
 # float32 on both sides, the same operations in the same order except the resize's float steps (x / 255 * 2 - 1 vs
 # ToTensor + Normalize) and the thread count (summation order): observed max abs error 6e-8 for every metric.

@@ -20,7 +20,7 @@ from hyperstyle_core.train.optim import Ranger, make_optimizer
 from hyperstyle_core.train.options import TrainOptions
 from hyperstyle_core.train.state import _check_same_options
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 # ------------------------------------------------------------------------------------------------------ Ranger

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from PIL import Image
 
 from conftest import SHARED
@@ -10,6 +11,7 @@ from hyperstyle_core import WeightDeltas, load
 from hyperstyle_core.cli import main
 
 
+@pytest.mark.slow
 def test_convert_and_invert_a_photo(converted, tmp_path, capsys):
     models = tmp_path / "models"
     # The CLI converts official .pt files, keeping their stem.

@@ -18,7 +18,7 @@ from hyperstyle_core.io.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)     # measurements, shown with --log-cli-level=INFO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HEAVY = ("torch", "numpy", "PIL", "tqdm")
 COMMANDS = ("download", "convert", "align", "invert", "edit", "transfer", "run", "bench", "ganspace",
             "styleclip-stats", "styleclip-directions", "clip-convert", "fit-direction", "animate", "evaluate", "train")

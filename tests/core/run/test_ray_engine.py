@@ -91,6 +91,7 @@ def assert_no_partial_files(folder: Path) -> None:
 # ---------------------------------------------------------------------------------------------- with Ray
 
 
+@pytest.mark.slow
 def test_ray_engine_writes_what_the_embedded_engine_writes(tiny, tmp_path):
     src = tmp_path / "in"
     synthetic_images(src, 3)
@@ -122,6 +123,7 @@ def test_ray_engine_writes_what_the_embedded_engine_writes(tiny, tmp_path):
     assert_no_partial_files(tmp_path / "ray")
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_with_either_engine(tiny, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     names = synthetic_images(src, 5)
@@ -148,6 +150,7 @@ def test_a_stopped_run_resumes_with_either_engine(tiny, tmp_path):
     assert run_folder(src, out, options(tiny, 2)).already_done == 5     # and the embedded engine agrees
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_the_run_completes(tiny, tmp_path, kill_marker):
     src, out = tmp_path / "in", tmp_path / "out"
     names = synthetic_images(src, 4)
@@ -165,6 +168,7 @@ def test_a_killed_worker_is_retried_and_the_run_completes(tiny, tmp_path, kill_m
     assert_no_partial_files(out)
 
 
+@pytest.mark.slow
 def test_cli_runs_an_input_list_on_ray(tiny, tmp_path, capsys):
     src = tmp_path / "in"
     names = synthetic_images(src, 2)
