@@ -50,12 +50,14 @@ class Ranger(Optimizer):
     def _update(self, p: torch.nn.Parameter, group: dict) -> None:
         if p.grad.is_sparse:
             raise ValueError("Ranger does not support sparse gradients")
-        grad = p.grad.float()
+        # Half-precision parameters are updated in float32; float32 and float64 ones in their own precision.
+        dtype = torch.promote_types(p.dtype, torch.float32)
+        grad = p.grad.to(dtype)
         state = self.state[p]
         if not state:
             state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
-            state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(p, dtype=dtype)
+            state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype)
             state["slow_buffer"] = p.detach().clone()
         if self.use_gc and grad.dim() > self.gc_min_dims:
             # gradient centralisation; in place like the reference, so p.grad ends up centralised too
@@ -67,7 +69,7 @@ class Ranger(Optimizer):
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
         n_sma, step_size = _radam_step_size(step, beta1, beta2, group["n_sma_threshold"])
-        p32 = p.detach().float()        # the same tensor for float32 parameters
+        p32 = p.detach().to(dtype)      # the same tensor for float32 and float64 parameters
         if group["weight_decay"] != 0:
             p32.add_(p32, alpha=-group["weight_decay"] * group["lr"])
         if n_sma > group["n_sma_threshold"]:

@@ -74,7 +74,7 @@ def run_iterations(model: HyperStyleModel, w_encoder: WEncoderModel, loss_fn: Hy
             predicted = model.hypernet(torch.cat([x, y_hat], dim=1))
             deltas = predicted if deltas is None else {n: deltas[n] + predicted[n] for n in deltas}
             y_hat = pool_output(model.decoder(codes, deltas, randomize_noise=False), cars)
-            out = loss_fn(y_hat.float(), y, y)
+            out = loss_fn(y_hat.to(y.dtype), y, y)      # autocast float16 back to the target's precision
         if train:
             (scaler.scale(out.loss) if scaler is not None else out.loss).backward()
         result.metrics.append(out.metrics)
