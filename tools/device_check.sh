@@ -13,7 +13,8 @@ LOG=${LOG_DIR:-/tmp/hyperstyle_device_check}
 mkdir -p "$LOG"
 status=0
 HYPERSTYLE_TEST_DEVICE=cuda $PY -m pytest -q -rs tests/core/test_parity.py tests/core/editing/test_interfacegan_edits.py \
-  tests/core/test_restyle_domain.py tests/core/editing/test_styleclip.py tests/core/test_devices.py 2>&1 \
+  tests/core/test_restyle_domain.py tests/core/editing/test_styleclip.py tests/core/test_devices.py \
+  tests/core/train/test_train_parity.py 2>&1 \
   | tee "$LOG/parity_cuda.log" || status=1
 if [ $# -ge 1 ]; then
   recipe_args=(--models "$1")
