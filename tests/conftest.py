@@ -27,6 +27,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
+# Session fixtures that build the recipe models at the official widths (the 256-px HyperStyle model alone is 1.1 GB):
+# every test that asks for one is `slow`, so the everyday subset (-m "not slow") builds none of them.
+OFFICIAL_SIZE_FIXTURES = frozenset({"models_256", "models_dir", "loss_models"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if OFFICIAL_SIZE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def _load_recipe():
     path = OFFICIAL / "recipe.py"
     if not path.exists():

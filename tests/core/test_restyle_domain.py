@@ -26,6 +26,7 @@ def _err(a, b):
     return (a.cpu() - b.cpu()).abs().max().item()
 
 
+@pytest.mark.slow                  # converts the 256-px official-width model
 def test_restyle_average_image(restyle_result, expected_domain):
     assert _err(restyle_result.average_image[0], expected_domain["restyle.avg_image"]) < TOL
 

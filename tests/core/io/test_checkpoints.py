@@ -69,8 +69,9 @@ def _as_converted(manifest_kind: str, reference: dict) -> dict:
     return reference
 
 
-@pytest.mark.parametrize("manifest_kind", [
-    pytest.param(kind, marks=pytest.mark.slow) if kind.endswith(("_512", "_1024")) else kind for kind in ALL_KINDS])
+@pytest.mark.parametrize("manifest_kind", [          # the everyday subset converts the small kinds only
+    pytest.param(kind, marks=pytest.mark.slow) if kind.endswith(("_512", "_1024")) or kind.startswith(
+        ("hyperstyle_", "restyle_")) else kind for kind in ALL_KINDS])
 def test_every_kind_converts_and_loads_strictly(manifest_kind, converted_any, recipe):
     """Convert a recipe-built official checkpoint, load it, and compare every tensor with the recipe."""
     path = converted_any(manifest_kind)
@@ -140,6 +141,7 @@ def test_wrong_loss_network_kind_is_named(converted_any):
         load(converted_any("lpips_alex_lin"), expect="ir_se50")
 
 
+@pytest.mark.slow                  # converts the 256-px official-width model
 def test_shared_hypernet_is_stored_once(converted):
     header = json.loads(_read_header_bytes(converted("hyperstyle_ffhq_256")))
     assert "hypernet.shared_weight_hypernet.w2" in header
