@@ -8,7 +8,9 @@ import re
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 class FileServer(http.server.ThreadingHTTPServer):
@@ -143,3 +145,16 @@ class SilentServer:
         self.sock.close()
         for c in self.connections:
             c.close()
+
+
+@contextmanager
+def running_file_server() -> Iterator[FileServer]:
+    """A FileServer serving on its own thread for the block, shut down after it."""
+    srv = FileServer()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

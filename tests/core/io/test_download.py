@@ -8,7 +8,6 @@ import hashlib
 import re
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,15 @@ from hyperstyle_core import load, load_direction, read_info
 from hyperstyle_core.cli import main
 from hyperstyle_core.io import download as download_module
 from hyperstyle_core.io.download import REGISTRY, DownloadError, download, expand_names
-from download_servers import FileServer
+from download_servers import running_file_server
 
 DIRECTIONS = SHARED / "data" / "official" / "editing" / "interfacegan"
 
 
 @pytest.fixture()
 def server():
-    srv = FileServer()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with running_file_server() as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 
 import pytest
 from conftest import SHARED
@@ -12,19 +11,15 @@ from conftest import SHARED
 from hyperstyle_core.cli import main
 from hyperstyle_core.io import download as download_module
 from hyperstyle_core.io.download import REGISTRY, download
-from download_servers import FileServer, SilentServer
+from download_servers import SilentServer, running_file_server
 
 DIRECTIONS = SHARED / "data" / "official" / "editing" / "interfacegan"
 
 
 @pytest.fixture()
 def server():
-    srv = FileServer()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with running_file_server() as srv:
+        yield srv
 
 
 @pytest.fixture()

@@ -113,14 +113,3 @@ def test_unknown_impl_is_rejected():
 def test_assert_shape_names_the_tensor():
     with pytest.raises(ValueError, match=r"latent has shape \[2, 3\], expected \[\*, 512\]"):
         ops.assert_shape(torch.zeros(2, 3), [None, 512], "latent")
-
-
-def test_generator_refuses_an_unknown_impl():
-    """An unknown impl used to fall through to the fast path silently; now it is refused like in ops."""
-    from hyperstyle_core.nn.stylegan2 import Generator, GeneratorConfig
-
-    generator = Generator(GeneratorConfig(8, style_dim=8, n_mlp=1, channel_divisor=64)).eval()
-    latent = torch.zeros(1, 8)
-    with pytest.raises(ValueError, match="impl must be one of auto, ref, grouped, got 'fast'"):
-        generator(latent, impl="fast")
-    assert torch.equal(generator(latent, impl="ref"), generator(latent, impl="ref"))
